@@ -1,0 +1,39 @@
+"""Routes of the runs app: assistants, runs on threads, stateless runs."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from runs.views import assistants, runs
+
+urlpatterns = [
+    # Assistants (api-reference §1.2)
+    path("assistants", assistants.AssistantCreateView.as_view()),
+    path("assistants/search", assistants.AssistantSearchView.as_view()),
+    path("assistants/count", assistants.AssistantCountView.as_view()),
+    path("assistants/<str:assistant_id>", assistants.AssistantDetailView.as_view()),
+    path("assistants/<str:assistant_id>/graph", assistants.AssistantGraphView.as_view()),
+    path("assistants/<str:assistant_id>/schemas", assistants.AssistantSchemasView.as_view()),
+    path("assistants/<str:assistant_id>/subgraphs", assistants.AssistantSubgraphsView.as_view()),
+    path(
+        "assistants/<str:assistant_id>/subgraphs/<path:namespace>",
+        assistants.AssistantSubgraphsView.as_view(),
+    ),
+    path("assistants/<str:assistant_id>/versions", assistants.AssistantVersionsView.as_view()),
+    path("assistants/<str:assistant_id>/latest", assistants.AssistantLatestView.as_view()),
+    # Runs on a thread (§1.5)
+    path("threads/<str:thread_id>/runs", runs.ThreadRunsView.as_view()),
+    path("threads/<str:thread_id>/runs/stream", runs.stream_thread_run),
+    path("threads/<str:thread_id>/runs/wait", runs.wait_thread_run),
+    path("threads/<str:thread_id>/runs/<str:run_id>", runs.RunDetailView.as_view()),
+    path("threads/<str:thread_id>/runs/<str:run_id>/join", runs.join_run),
+    path("threads/<str:thread_id>/runs/<str:run_id>/stream", runs.join_run_stream),
+    path("threads/<str:thread_id>/runs/<str:run_id>/cancel", runs.cancel_run),
+    # Stateless runs and bulk operations (§1.6)
+    path("runs", runs.StatelessRunsView.as_view()),
+    path("runs/stream", runs.stream_stateless_run),
+    path("runs/wait", runs.wait_stateless_run),
+    path("runs/batch", runs.BatchRunsView.as_view()),
+    path("runs/cancel", runs.BulkCancelView.as_view()),
+    path("runs/<str:run_id>/stream", runs.join_stateless_run_stream),
+]

@@ -1,0 +1,130 @@
+"""Graphs the test suite runs. No network, no model.
+
+State is ``{"items": list[str]}`` with an append reducer, so each test can check exact output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import os
+import time
+from typing import Annotated
+
+from typing_extensions import TypedDict
+
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import RetryPolicy, interrupt
+
+
+class State(TypedDict, total=False):
+    items: Annotated[list[str], operator.add]
+
+
+def _chain(names: list[str], node_factory) -> StateGraph:
+    builder = StateGraph(State)
+    previous = START
+    for name in names:
+        builder.add_node(name, node_factory(name))
+        builder.add_edge(previous, name)
+        previous = name
+    builder.add_edge(previous, END)
+    return builder
+
+
+def _echo(state: State) -> dict:
+    items = state.get("items") or []
+    return {"items": [f"echo:{items[-1] if items else ''}"]}
+
+
+echo = StateGraph(State).add_node("echo", _echo).add_edge(START, "echo").add_edge("echo", END).compile()
+
+
+def _append(name: str):
+    def step(state: State) -> dict:
+        return {"items": [name]}
+
+    return step
+
+
+chain10 = _chain([f"n{i}" for i in range(10)], _append).compile()
+
+
+def _ask(state: State) -> dict:
+    items = state.get("items") or []
+    answer = interrupt({"question": items[-1] if items else ""})
+    return {"items": [f"answer:{answer}"]}
+
+
+interrupt_once = StateGraph(State).add_node("ask", _ask).add_edge(START, "ask").add_edge("ask", END).compile()
+
+
+def _fail(state: State) -> dict:
+    raise ValueError("this graph always fails")
+
+
+fail = StateGraph(State).add_node("boom", _fail).add_edge(START, "boom").add_edge("boom", END).compile()
+
+
+def _slow(name: str):
+    async def step(state: State) -> dict:
+        # Each node sleeps for the seconds given as the first item ("sleep:0.5"), default 0.2.
+        items = state.get("items") or []
+        first = items[0] if items else ""
+        delay = float(first.split(":", 1)[1]) if first.startswith("sleep:") else 0.2
+        get_stream_writer()({"node": name})
+        await asyncio.sleep(delay)
+        return {"items": [name]}
+
+    return step
+
+
+slow = _chain([f"s{i}" for i in range(5)], _slow).compile()
+
+
+def _ledger(name: str):
+    """Records each execution in a ledger file outside the graph, then takes its time."""
+
+    def step(state: State) -> dict:
+        ledger = os.environ.get("AGENTSERVER_TEST_LEDGER")
+        if ledger:
+            with open(ledger, "a") as handle:
+                handle.write(f"{name}\n")
+        time.sleep(float(os.environ.get("AGENTSERVER_TEST_LEDGER_DELAY", "0.3")))
+        return {"items": [name]}
+
+    return step
+
+
+ledger10 = _chain([f"l{i}" for i in range(10)], _ledger).compile()
+
+_flaky_calls: dict[str, int] = {}
+
+
+def _flaky(state: State) -> dict:
+    """Fails twice per thread then succeeds: exercises node RetryPolicy."""
+    key = (state.get("items") or ["?"])[0]
+    _flaky_calls[key] = _flaky_calls.get(key, 0) + 1
+    if _flaky_calls[key] < 3:
+        raise ConnectionError(f"transient failure {_flaky_calls[key]}")
+    return {"items": [f"ok after {_flaky_calls[key]}"]}
+
+
+flaky = (
+    StateGraph(State)
+    .add_node("flaky", _flaky, retry_policy=RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=False))
+    .add_edge(START, "flaky")
+    .add_edge("flaky", END)
+    .compile()
+)
+
+
+def make_configurable(config: dict) -> StateGraph:
+    """A factory taking the run config: the node echoes configurable['greeting']."""
+    greeting = (config.get("configurable") or {}).get("greeting", "hello")
+
+    def greet(state: State) -> dict:
+        return {"items": [greeting]}
+
+    return StateGraph(State).add_node("greet", greet).add_edge(START, "greet").add_edge("greet", END)

@@ -1,0 +1,42 @@
+"""System endpoints and the wire conventions every route shares."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.live import LiveServer
+
+
+def test_ok_and_info_answer(server: LiveServer) -> None:
+    assert httpx.get(f"{server.url}/ok").json() == {"ok": True}
+    assert httpx.get(f"{server.url}/ok?check_db=1").json() == {"ok": True}
+    info = httpx.get(f"{server.url}/info").json()
+    assert info["flags"]["assistants"] is True
+    assert "langgraph_py_version" in info
+
+
+def test_unknown_route_is_json_404(server: LiveServer) -> None:
+    response = httpx.get(f"{server.url}/no/such/route")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+
+
+def test_cors_preflight_allows_studio(server: LiveServer) -> None:
+    response = httpx.options(
+        f"{server.url}/threads/search",
+        headers={
+            "Origin": "https://smith.langchain.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-api-key",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] in {"*", "https://smith.langchain.com"}
+    simple = httpx.get(f"{server.url}/info", headers={"Origin": "https://smith.langchain.com"})
+    assert "x-pagination-total" in simple.headers["access-control-expose-headers"].lower()
+
+
+def test_openapi_schema_is_served(server: LiveServer) -> None:
+    response = httpx.get(f"{server.url}/openapi.json")
+    assert response.status_code == 200
+    assert "paths" in response.json() or "openapi" in response.text
