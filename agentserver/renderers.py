@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import BaseRenderer
 
 ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
@@ -14,10 +16,18 @@ def dumps(data: Any) -> bytes:
     return orjson.dumps(data, default=_default, option=ORJSON_OPTIONS)
 
 
+def to_jsonable(data: Any) -> Any:
+    """Plain JSON types for a JSONField (messages, interrupts... become dicts)."""
+    return orjson.loads(dumps(data))
+
+
 def _default(value: Any) -> Any:
-    # LangChain messages and other pydantic models, sets, and anything else with a dict form.
+    # LangChain messages and other pydantic models, dataclasses such as langgraph's
+    # Interrupt (slotted, so no __dict__), sets, and anything else with a dict form.
     if hasattr(value, "model_dump"):
         return value.model_dump()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     if hasattr(value, "_asdict"):
@@ -36,3 +46,15 @@ class ORJSONRenderer(BaseRenderer):
         if data is None and renderer_context and renderer_context["response"].status_code == 204:
             return b""
         return dumps(data)
+
+
+class JSONOnlyNegotiation(BaseContentNegotiation):
+    """The API answers JSON whatever the Accept header says: SSE clients send
+    ``Accept: text/event-stream`` and must still get JSON errors before a stream starts."""
+
+    def select_parser(self, request: Any, parsers: list) -> Any:
+        return parsers[0]
+
+    def select_renderer(self, request: Any, renderers: list, format_suffix: str | None = None) -> tuple:
+        renderer = renderers[0]
+        return renderer, renderer.media_type

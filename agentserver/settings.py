@@ -120,6 +120,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("HTTP_MAX_REQUEST_BODY_BYTES", 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["agentserver.renderers.ORJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["agentserver.parsers.ORJSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "agentserver.renderers.JSONOnlyNegotiation",
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,

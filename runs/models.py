@@ -83,6 +83,9 @@ class Run(models.Model):
     dispatched_at = models.DateTimeField(null=True, blank=True)
     # Set when a cancel was requested: "interrupt" or "rollback".
     cancel_action = models.CharField(max_length=16, blank=True, default="")
+    # What /wait and /join answer once the run is over: final values (with
+    # __interrupt__) or {"__error__": ...}. Kept on the run, as the thread may move on.
+    output = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
 
     class Meta:

@@ -1,36 +1,229 @@
-"""Run endpoints. (Stubs: being implemented.)"""
+"""Run endpoints (api-reference §1.5, §1.6). Thin: validate, call a service, shape output.
+
+Streaming responses (SSE, and the keep-alive bodies of /wait and /join) are returned
+from ordinary DRF views with an async iterator: Django serves it on the event loop, and
+any admission error is a normal JSON error before the stream starts.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.http import StreamingHttpResponse
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agentserver.errors import error_response
+from agentserver.errors import not_found, parse_uuid, unprocessable
+from agentserver.params import query_bool, query_int, query_list
+from agentserver.validation import validated
+from runs import services, streams
+from runs.events import normalise_last_id
+from runs.models import Run, RunStatus
+from runs.serializers.runs import (
+    RUN_FIELDS,
+    BulkCancelSerializer,
+    StatelessRunCreateSerializer,
+    ThreadRunCreateSerializer,
+    run_to_dict,
+    select_fields,
+)
+
+
+def _headers(request: Request) -> dict[str, str]:
+    return {name.lower(): value for name, value in request.headers.items()}
+
+
+def _run_paths(run: Run, *, stateless: bool) -> tuple[str, str]:
+    """(run path, its stream path) as the SDK parses them from Content-Location/Location."""
+    base = f"/runs/{run.run_id}" if stateless else f"/threads/{run.thread_id}/runs/{run.run_id}"
+    return base, f"{base}/stream"
+
+
+def sse_response(body: AsyncIterator[bytes], *, location: str, content_location: str | None = None) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
+    for name, value in streams.SSE_HEADERS.items():
+        response[name] = value
+    response["Location"] = location
+    if content_location:
+        response["Content-Location"] = content_location
+    return response
+
+
+def output_response(body: AsyncIterator[bytes], *, location: str, content_location: str | None = None) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type="application/json")
+    response["Location"] = location
+    if content_location:
+        response["Content-Location"] = content_location
+    return response
+
+
+def _create(request: Request, thread_id: str | None) -> tuple[Run, dict]:
+    stateless = thread_id is None
+    serializer = StatelessRunCreateSerializer if stateless else ThreadRunCreateSerializer
+    data = validated(serializer, request.data)
+    tid = None if stateless else parse_uuid(thread_id, "thread")
+    run = services.create_run(data, thread_id=tid, headers=_headers(request), stateless=stateless)
+    return run, data
+
+
+# ------------------------------------------------------------------ create runs
 
 
 class ThreadRunsView(APIView):
-    pass
+    def post(self, request: Request, thread_id: str) -> Response:
+        run, _ = _create(request, thread_id)
+        response = Response(run_to_dict(run))
+        response["Content-Location"] = _run_paths(run, stateless=False)[0]
+        return response
 
-
-class RunDetailView(APIView):
-    pass
+    def get(self, request: Request, thread_id: str) -> Response:
+        tid = parse_uuid(thread_id, "thread")
+        query = request.query_params
+        status = query.get("status") or None
+        if status and status not in RunStatus.values:
+            raise unprocessable(f"Invalid status {status!r}")
+        runs = services.list_thread_runs(
+            tid, limit=query_int(query, "limit", 10, minimum=1), offset=query_int(query, "offset", 0), status=status
+        )
+        select = [f for f in query_list(query, "select") if f in RUN_FIELDS]
+        return Response([select_fields(run_to_dict(run), select) for run in runs])
 
 
 class StatelessRunsView(APIView):
-    pass
+    def post(self, request: Request) -> Response:
+        run, _ = _create(request, None)
+        response = Response(run_to_dict(run))
+        response["Content-Location"] = _run_paths(run, stateless=True)[0]
+        return response
 
 
 class BatchRunsView(APIView):
-    pass
+    def post(self, request: Request) -> Response:
+        payloads = request.data
+        if not isinstance(payloads, list) or not payloads:
+            raise unprocessable("Body must be a non-empty array of run payloads")
+        datas = [validated(StatelessRunCreateSerializer, payload) for payload in payloads]
+        runs = [services.create_run(data, thread_id=None, headers=_headers(request), stateless=True) for data in datas]
+        return Response([run_to_dict(run) for run in runs])
+
+
+class StreamRunView(APIView):
+    """POST …/runs/stream: admit the run, then relay its events as SSE from the first one."""
+
+    stateless = False
+
+    def post(self, request: Request, thread_id: str | None = None) -> StreamingHttpResponse:
+        run, data = _create(request, thread_id)
+        run_path, stream_path = _run_paths(run, stateless=self.stateless)
+        body = streams.sse_stream(
+            str(run.run_id), after="0-0", with_ids=run.kwargs["resumable"],
+            cancel_on_disconnect=data["on_disconnect"] == "cancel",
+        )
+        return sse_response(body, location=stream_path, content_location=run_path)
+
+
+class StatelessStreamRunView(StreamRunView):
+    stateless = True
+
+
+class WaitRunView(APIView):
+    """POST …/runs/wait: admit the run, then answer its final output (keep-alive newlines first)."""
+
+    def post(self, request: Request, thread_id: str | None = None) -> StreamingHttpResponse:
+        run, data = _create(request, thread_id)
+        run_path = f"/threads/{run.thread_id}/runs/{run.run_id}"
+        body = streams.output_stream(
+            str(run.run_id), after="0-0", cancel_on_disconnect=data["on_disconnect"] == "cancel"
+        )
+        return output_response(body, location=f"{run_path}/join", content_location=run_path)
+
+
+# ------------------------------------------------------------ existing runs
+
+
+class RunDetailView(APIView):
+    def get(self, request: Request, thread_id: str, run_id: str) -> Response:
+        run = services.get_thread_run(parse_uuid(thread_id, "thread"), parse_uuid(run_id, "run"))
+        return Response(run_to_dict(run))
+
+    def delete(self, request: Request, thread_id: str, run_id: str) -> Response:
+        services.delete_run(parse_uuid(thread_id, "thread"), parse_uuid(run_id, "run"))
+        return Response(status=204)
+
+
+class JoinRunView(APIView):
+    """GET …/runs/{rid}/join: the final output, at once for a finished run."""
+
+    def get(self, request: Request, thread_id: str, run_id: str) -> StreamingHttpResponse:
+        run = services.get_thread_run(parse_uuid(thread_id, "thread"), parse_uuid(run_id, "run"))
+        return _join_response(request, run)
+
+
+def _join_response(request: Request, run: Run) -> StreamingHttpResponse:
+    location = f"/threads/{run.thread_id}/runs/{run.run_id}/join"
+    if run.status in RunStatus.values and run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
+        output = services.run_output(run)
+
+        async def finished() -> AsyncIterator[bytes]:
+            yield streams.dumps(output)
+
+        return output_response(finished(), location=location)
+    body = streams.output_stream(str(run.run_id), after=None)
+    return output_response(body, location=location)
+
+
+class JoinStreamView(APIView):
+    """GET …/runs/{rid}/stream: replay after ``Last-Event-ID`` (if given), then follow live."""
+
+    def get(self, request: Request, run_id: str, thread_id: str | None = None) -> StreamingHttpResponse:
+        rid = parse_uuid(run_id, "run")
+        runs = Run.objects.filter(pk=rid)
+        if thread_id is not None:
+            runs = runs.filter(thread_id=parse_uuid(thread_id, "thread"))
+        run = runs.first()
+        if run is None:
+            raise not_found("Run not found")
+        query = request.query_params
+        last_id = request.headers.get("Last-Event-ID")
+        body = streams.sse_stream(
+            str(rid),
+            after=normalise_last_id(last_id),
+            with_ids=bool(run.kwargs.get("resumable")),
+            modes=set(query_list(query, "stream_mode")),
+            cancel_on_disconnect=query_bool(query, "cancel_on_disconnect"),
+        )
+        return sse_response(body, location=request.get_full_path())
+
+
+# ------------------------------------------------------------------- cancel
+
+
+class CancelRunView(APIView):
+    def post(self, request: Request, thread_id: str, run_id: str) -> Any:
+        tid, rid = parse_uuid(thread_id, "thread"), parse_uuid(run_id, "run")
+        query = request.query_params
+        action = query.get("action") or "interrupt"
+        services.cancel_runs(Run.objects.filter(pk=rid, thread_id=tid), action)
+        if not query_bool(query, "wait"):
+            return Response(status=202)
+        run = Run.objects.filter(pk=rid).first()
+        if run is None:  # rolled back: nothing left to wait for
+            return Response(None)
+        return _join_response(request, run)
 
 
 class BulkCancelView(APIView):
-    pass
+    def post(self, request: Request) -> Response:
+        data = validated(BulkCancelSerializer, request.data)
+        action = request.query_params.get("action") or "interrupt"
+        if data.get("status"):
+            runs = Run.objects.all()
+            if data["status"] != "all":
+                runs = runs.filter(status=data["status"])
+        else:
+            runs = Run.objects.filter(thread_id=data["thread_id"], pk__in=data["run_ids"])
+        services.cancel_runs(runs, action)
+        return Response(status=204)
 
-
-async def _not_yet(request: HttpRequest, **kwargs: str) -> HttpResponse:
-    return error_response(501, "Not implemented yet")
-
-
-stream_thread_run = wait_thread_run = join_run = join_run_stream = cancel_run = _not_yet
-stream_stateless_run = wait_stateless_run = join_stateless_run_stream = _not_yet

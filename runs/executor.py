@@ -1,0 +1,386 @@
+"""One attempt of a run: claim, execute the graph, publish its events, finish.
+
+Called by both dispatchers (a Celery task, or the in-process pool of ``manage.py dev``)
+on a worker thread; each attempt gets its own event loop.
+
+Claim and lease, step by step:
+
+1. ``claim_run`` is one conditional UPDATE: a ``pending`` run whose start time has come,
+   or a ``running`` run whose lease expired (its worker died), and no other run of the
+   thread running or queued ahead of it. It bumps ``attempt`` and issues a fresh
+   ``lease_token``. No row updated, no execution: duplicate messages are no-ops.
+2. A heartbeat thread renews the lease every ``HEARTBEAT_SECONDS``, so a node that blocks
+   for minutes does not look dead. Checkpoint writes renew it too, in the same transaction
+   as the write (``FencedCheckpointSaver``).
+3. Every write after the claim names the token. A worker that lost its lease (paused past
+   it, partitioned) finds zero rows to update: its checkpoints and its finish are refused,
+   and the attempt stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
+from langgraph.types import Command, Send
+
+from agentserver.conf import server_settings
+from agentserver.graphs import get_registry
+from agentserver.renderers import dumps, to_jsonable
+from runs.events import EventBus, get_event_bus
+from runs.models import ACTIVE_RUN_STATUSES, Run, RunStatus
+from runs.queue import next_queued_run, release_thread
+from runs.serializers.runs import run_to_dict
+from runs.webhooks import webhook_payload
+from threads.checkpointer import DjangoCheckpointSaver
+from threads.models import Thread, ThreadStatus
+from threads.state import thread_state_fields
+
+logger = logging.getLogger(__name__)
+
+# Exception types whose message is shown to API clients; others read "An internal error
+# occurred" (as the reference server does), so secrets in exception texts do not leak.
+VISIBLE_ERRORS = {
+    "ValueError", "TypeError", "KeyError", "AttributeError", "RuntimeError", "RecursionError",
+    "TimeoutError", "InvalidUpdateError", "GraphRecursionError", "EmptyInputError",
+    "GraphBubbleUp", "TaskNotFound", "HTTPException", "CancelledError", "NotImplementedError",
+    "ConnectionError", "AssertionError",
+}
+
+
+class LeaseLost(Exception):
+    """This worker no longer owns the run: another attempt has (or will) take over."""
+
+
+@dataclass
+class RunOutcome:
+    """What the dispatcher must do after an attempt."""
+
+    next_run_ids: list[str] = field(default_factory=list)
+    webhook: tuple[str, dict] | None = None
+
+
+# --------------------------------------------------------------------------- claim
+
+
+def claim_run(run_id: str) -> Run | None:
+    """Take ownership of ``run_id`` for one attempt, or return None (see module docstring)."""
+    now = timezone.now()
+    ahead = (
+        Run.objects.filter(thread_id=OuterRef("thread_id"))
+        .exclude(pk=OuterRef("pk"))
+        .filter(
+            Q(status=RunStatus.RUNNING)
+            | Q(status=RunStatus.PENDING, created_at__lt=OuterRef("created_at"))
+        )
+    )
+    claimable = Q(status=RunStatus.PENDING, created_at__lte=now) | Q(
+        status=RunStatus.RUNNING, lease_expires_at__lt=now
+    )
+    token = uuid.uuid4()
+    claimed = (
+        Run.objects.filter(claimable, pk=run_id, cancel_action="", attempt__lt=server_settings.RUN_MAX_ATTEMPTS)
+        .filter(~Exists(ahead))
+        .update(
+            status=RunStatus.RUNNING,
+            attempt=F("attempt") + 1,
+            lease_token=token,
+            lease_expires_at=now + timedelta(seconds=server_settings.LEASE_SECONDS),
+            started_at=now,
+        )
+    )
+    if not claimed:
+        return None
+    return Run.objects.select_related("thread").get(pk=run_id)
+
+
+def renew_lease(run_id: str, token: uuid.UUID) -> bool:
+    return bool(
+        Run.objects.filter(pk=run_id, lease_token=token, status=RunStatus.RUNNING).update(
+            lease_expires_at=timezone.now() + timedelta(seconds=server_settings.LEASE_SECONDS)
+        )
+    )
+
+
+class FencedCheckpointSaver(DjangoCheckpointSaver):
+    """Our checkpointer, refusing every write once the attempt's lease is lost."""
+
+    def __init__(self, run_id: str, token: uuid.UUID) -> None:
+        super().__init__()
+        self.run_id, self.token = run_id, token
+
+    def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        with transaction.atomic():
+            self._check_lease()
+            return super().put(config, checkpoint, metadata, new_versions)
+
+    def put_writes(self, config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+        with transaction.atomic():
+            self._check_lease()
+            super().put_writes(config, writes, task_id, task_path)
+
+    def _check_lease(self) -> None:
+        if not renew_lease(self.run_id, self.token):
+            raise LeaseLost(f"run {self.run_id}: lease lost, write refused")
+
+
+# ------------------------------------------------------------------------- execute
+
+
+def execute_run(run_id: str) -> RunOutcome | None:
+    """Claim and execute one attempt of ``run_id``; None when there was nothing to do."""
+    run = claim_run(run_id)
+    if run is None:
+        return None
+    return asyncio.run(Attempt(run, get_event_bus()).execute())
+
+
+def graph_input(kwargs: dict) -> Any:
+    """The input or ``Command`` the run starts with."""
+    command = kwargs.get("command")
+    if not command:
+        return kwargs.get("input")
+    goto = command.get("goto")
+    if goto is not None:
+        goto = [_send_or_node(g) for g in goto] if isinstance(goto, list) else _send_or_node(goto)
+    update = command.get("update")
+    if isinstance(update, list):
+        update = [tuple(pair) for pair in update]
+    return Command(resume=command.get("resume"), update=update, goto=goto or ())
+
+
+def _send_or_node(value: Any) -> Any:
+    return Send(value["node"], value.get("input")) if isinstance(value, dict) else value
+
+
+def langgraph_modes(requested: list[str]) -> list[str]:
+    """The modes asked of LangGraph: the requested ones, plus values to know the output."""
+    mapped = {"messages-tuple": "messages"}.get
+    modes = {mapped(mode, mode) for mode in requested if mode != "events"}
+    modes.add("values")
+    return sorted(modes)
+
+
+def wire_event_name(mode: str, namespace: tuple[str, ...]) -> str:
+    return "|".join((mode, *namespace)) if namespace else mode
+
+
+def error_payload(exc: BaseException) -> dict:
+    name = type(exc).__name__
+    message = str(exc) if name in VISIBLE_ERRORS else "An internal error occurred"
+    return {"error": name, "message": message}
+
+
+class Attempt:
+    """The execution of one claimed attempt, from the first event to the finish."""
+
+    def __init__(self, run: Run, bus: EventBus) -> None:
+        self.run = run
+        self.run_id = str(run.run_id)
+        self.bus = bus
+        self.kwargs: dict = run.kwargs
+        self.temporary = bool(self.kwargs.get("temporary"))
+        self.requested = list(self.kwargs.get("stream_mode") or ["values"])
+        self.lost = False
+        self.last_values: Any = None
+        self.snapshot: Any = None
+        self.heartbeat_stop = threading.Event()
+        self.graph_task: asyncio.Task | None = None
+
+    def publish(self, event: str, data: Any) -> None:
+        if not self.lost:
+            self.bus.publish(self.run_id, event, data if isinstance(data, bytes) else dumps(data))
+
+    async def execute(self) -> RunOutcome | None:
+        loop = asyncio.get_running_loop()
+        watch = self.bus.watch_cancel(self.run_id)
+        await watch.start()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(loop,), daemon=True)
+        heartbeat.start()
+        try:
+            self.publish("metadata", {"run_id": self.run_id, "attempt": self.run.attempt})
+            status, error, cancel_action = await self._supervise(watch)
+        finally:
+            self.heartbeat_stop.set()
+            await watch.aclose()
+        if self.lost:
+            logger.warning("Run %s lost its lease; this attempt stops without writing", self.run_id)
+            return None
+        if self.snapshot is None and not self.temporary and cancel_action != "rollback":
+            self.snapshot = await self._read_state()
+        return await asyncio.to_thread(self._finish_on_thread, status, error, cancel_action)
+
+    async def _supervise(self, watch: Any) -> tuple[str, dict | None, str]:
+        """Run the graph until it ends, is cancelled, times out or loses its lease."""
+        self.graph_task = asyncio.create_task(self._run_graph())
+        cancel_task = asyncio.create_task(watch.wait())
+        try:
+            # A cancel recorded before we started listening is read from the database.
+            if await asyncio.to_thread(self._cancel_requested):
+                self.graph_task.cancel()
+                await asyncio.gather(self.graph_task, return_exceptions=True)
+                return RunStatus.INTERRUPTED, None, self.run.cancel_action
+            timeout = server_settings.RUN_TIMEOUT_SECONDS
+            done, _ = await asyncio.wait(
+                {self.graph_task, cancel_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            cancel_task.cancel()
+        if self.graph_task not in done:
+            self.graph_task.cancel()
+            await asyncio.gather(self.graph_task, return_exceptions=True)
+            if cancel_task in done and not cancel_task.cancelled():
+                return RunStatus.INTERRUPTED, None, cancel_task.result() or "interrupt"
+            error = {"error": "TimeoutError", "message": f"Run exceeded {timeout} seconds"}
+            self.publish("error", error)
+            return RunStatus.TIMEOUT, error, ""
+        exc = None if self.graph_task.cancelled() else self.graph_task.exception()
+        if isinstance(exc, LeaseLost) or self.lost:
+            self.lost = True
+            return RunStatus.ERROR, None, ""
+        if exc is None:
+            return RunStatus.SUCCESS, None, ""
+        error = error_payload(exc)
+        self.publish("error", error)
+        return RunStatus.ERROR, error, ""
+
+    def _cancel_requested(self) -> bool:
+        try:
+            self.run.cancel_action = Run.objects.values_list("cancel_action", flat=True).get(pk=self.run_id)
+        except Run.DoesNotExist:
+            self.run.cancel_action = "rollback"
+        return bool(self.run.cancel_action)
+
+    def _heartbeat(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while not self.heartbeat_stop.wait(server_settings.HEARTBEAT_SECONDS):
+                if not renew_lease(self.run_id, self.run.lease_token):
+                    self.lost = True
+                    if self.graph_task is not None:
+                        loop.call_soon_threadsafe(self.graph_task.cancel)
+                    return
+        finally:
+            connections.close_all()
+
+    def checkpointer(self) -> Any:
+        if self.temporary:
+            return None
+        return FencedCheckpointSaver(self.run_id, self.run.lease_token)
+
+    async def _run_graph(self) -> None:
+        config = self.kwargs.get("config") or {}
+        graph_id = config.get("configurable", {}).get("graph_id")
+        loaded = get_registry().get(graph_id)
+        subgraphs = bool(self.kwargs.get("subgraphs"))
+        requested = {"messages" if m == "messages-tuple" else m for m in self.requested}
+        options: dict[str, Any] = {
+            "stream_mode": langgraph_modes(self.requested),
+            "subgraphs": True,
+            "interrupt_before": self.kwargs.get("interrupt_before"),
+            "interrupt_after": self.kwargs.get("interrupt_after"),
+        }
+        if self.kwargs.get("durability"):
+            options["durability"] = self.kwargs["durability"]
+        if self.kwargs.get("context"):
+            options["context"] = self.kwargs["context"]
+        async with loaded.build(config, checkpointer=self.checkpointer()) as graph:
+            async for namespace, mode, chunk in graph.astream(graph_input(self.kwargs), config, **options):
+                if mode == "values" and not namespace:
+                    self.last_values = chunk
+                if mode in requested and (subgraphs or not namespace):
+                    self.publish(wire_event_name(mode, namespace), chunk)
+            if not self.temporary:
+                self.snapshot = await graph.aget_state(config)
+
+    async def _read_state(self) -> Any:
+        """The thread's latest state after a run that did not end normally."""
+        config = self.kwargs.get("config") or {}
+        loaded = get_registry().get(config.get("configurable", {}).get("graph_id"))
+        try:
+            async with loaded.build(config, checkpointer=DjangoCheckpointSaver()) as graph:
+                return await graph.aget_state({"configurable": {"thread_id": str(self.run.thread_id)}})
+        except Exception:
+            logger.exception("Could not read the state of thread %s", self.run.thread_id)
+            return None
+
+    # ---------------------------------------------------------------------- finish
+
+    def _finish_on_thread(self, status: str, error: dict | None, cancel_action: str) -> RunOutcome | None:
+        try:
+            return self._finish(status, error, cancel_action)
+        finally:
+            connections.close_all()
+
+    def _final_thread_fields(self, status: str, error: dict | None) -> dict:
+        failed = status in (RunStatus.ERROR, RunStatus.TIMEOUT)
+        thread_status = ThreadStatus.ERROR if failed else None
+        if self.snapshot is None:
+            return {"status": thread_status or ThreadStatus.IDLE, "error": error, "state_updated_at": timezone.now()}
+        return thread_state_fields(self.snapshot, status=thread_status, error=error)
+
+    def _output(self, status: str, error: dict | None) -> Any:
+        if error is not None:
+            return {"__error__": error}
+        return to_jsonable(self.last_values) if self.last_values is not None else None
+
+    def _finish(self, status: str, error: dict | None, cancel_action: str) -> RunOutcome | None:
+        if cancel_action == "rollback":
+            return self._rollback()
+        output = self._output(status, error)
+        thread_fields = self._final_thread_fields(status, error)
+        if not finish_run(self.run, status, output=output, error=error, thread_fields=thread_fields):
+            return None
+        return self._after_commit(status, output, error)
+
+    def _rollback(self) -> RunOutcome | None:
+        with transaction.atomic():
+            if not Run.objects.filter(pk=self.run_id, lease_token=self.run.lease_token).exists():
+                return None
+            DjangoCheckpointSaver().delete_for_runs([self.run_id])
+            Run.objects.filter(pk=self.run_id).delete()
+            release_thread(self.run.thread_id)
+        self.bus.end(self.run_id, {"status": "rollback", "output": None})
+        return RunOutcome(next_run_ids=next_queued_run(self.run.thread_id))
+
+    def _after_commit(self, status: str, output: Any, error: dict | None) -> RunOutcome:
+        self.bus.end(self.run_id, {"status": status, "output": output})
+        if self.temporary:
+            Thread.objects.filter(pk=self.run.thread_id).delete()
+        outcome = RunOutcome(next_run_ids=[] if self.temporary else next_queued_run(self.run.thread_id))
+        webhook = self.kwargs.get("webhook")
+        if webhook:
+            outcome.webhook = (webhook, webhook_body(self.run, status, output, error))
+        return outcome
+
+
+def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread_fields: dict) -> bool:
+    """The one fenced write that ends an attempt: run status, then the thread's state."""
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Run.objects.filter(
+            pk=run.run_id, lease_token=run.lease_token, status=RunStatus.RUNNING
+        ).update(status=status, output=output, error=error, ended_at=now, lease_expires_at=None)
+        if not updated:
+            return False
+        others = Run.objects.filter(thread_id=run.thread_id, status__in=ACTIVE_RUN_STATUSES).exists()
+        if others:
+            thread_fields = {**thread_fields, "status": ThreadStatus.BUSY}
+        Thread.objects.filter(pk=run.thread_id).update(**{"updated_at": now, **thread_fields})
+    return True
+
+
+def webhook_body(run: Run, status: str, output: Any, error: dict | None) -> dict:
+    values = output if isinstance(output, dict) and "__error__" not in output else None
+    return webhook_payload(
+        run_to_dict(run), status=status, values=values, error=error,
+        started_at=run.started_at, ended_at=timezone.now(),
+    )
+

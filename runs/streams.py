@@ -1,0 +1,124 @@
+"""Relaying a run's event stream to HTTP clients: SSE frames, and the /wait and /join bodies.
+
+Readers block on the event bus (Redis ``XREAD BLOCK`` or the in-process bus), never poll.
+While a run is silent they send keep-alives, and on each keep-alive they also check the
+database, so a run whose end marker was lost (Redis flushed) still ends the response.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from asgiref.sync import sync_to_async
+
+from agentserver.conf import server_settings
+from agentserver.errors import APIError
+from agentserver.renderers import dumps
+from runs.events import HEARTBEAT, Event, get_event_bus
+from runs.models import ACTIVE_RUN_STATUSES, Run
+from runs.services import cancel_runs, run_output
+
+SSE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Accel-Buffering": "no",
+}
+HEARTBEAT_FRAME = b": heartbeat\r\n\r\n"
+
+
+def sse_frame(event: str, data: bytes, event_id: str | None = None) -> bytes:
+    """One SSE frame: event, data (one line of JSON), then id when the run is resumable."""
+    event = event.replace("\r", "").replace("\n", "")
+    frame = b"event: " + event.encode() + b"\r\ndata: " + data + b"\r\n"
+    if event_id is not None:
+        frame += b"id: " + event_id.encode() + b"\r\n"
+    return frame + b"\r\n"
+
+
+def mode_matches(event: str, modes: set[str]) -> bool:
+    """Join filters: exact mode, ``messages*`` for message modes, ``mode|ns`` for subgraphs."""
+    if not modes or event in {"metadata", "error"}:
+        return True
+    base = event.split("|", 1)[0]
+    if base in modes:
+        return True
+    return base.startswith("messages") and bool(modes & {"messages", "messages-tuple"})
+
+
+@sync_to_async(thread_sensitive=False)
+def _run_state(run_id: str) -> Run | None:
+    return Run.objects.filter(pk=run_id).first()
+
+
+async def run_is_over(run_id: str) -> bool:
+    run = await _run_state(run_id)
+    return run is None or run.status not in ACTIVE_RUN_STATUSES
+
+
+async def _events(run_id: str, after: str | None) -> AsyncIterator[Event | None]:
+    """The run's events up to its end; None for each keep-alive interval of silence."""
+    keepalive = server_settings.KEEPALIVE_SECONDS
+    async for item in get_event_bus().read(run_id, after, keepalive=keepalive):
+        if item is HEARTBEAT:
+            if await run_is_over(run_id):
+                return
+            yield None
+            continue
+        assert isinstance(item, Event)
+        yield item
+        if item.is_end:
+            return
+
+
+async def sse_stream(
+    run_id: str, *, after: str | None, with_ids: bool, modes: set[str] | None = None,
+    cancel_on_disconnect: bool = False,
+) -> AsyncIterator[bytes]:
+    """The SSE body of ``/stream`` and of a stream join."""
+    finished = False
+    try:
+        async for item in _events(run_id, after):
+            if item is None:
+                yield HEARTBEAT_FRAME
+            elif not item.is_end and mode_matches(item.event, modes or set()):
+                yield sse_frame(item.event, item.data, item.id if with_ids else None)
+        finished = True
+    finally:
+        if not finished and cancel_on_disconnect:
+            await cancel_quietly(run_id)
+
+
+async def output_stream(run_id: str, *, after: str | None, cancel_on_disconnect: bool = False) -> AsyncIterator[bytes]:
+    """The body of ``/wait`` and ``/join``: newlines while waiting, then the final output."""
+    finished = False
+    output: Any = None
+    try:
+        async for item in _events(run_id, after):
+            if item is None:
+                yield b"\n"
+            elif item.is_end:
+                output = orjson.loads(item.data).get("output")
+        finished = True
+    finally:
+        if not finished and cancel_on_disconnect:
+            await cancel_quietly(run_id)
+    if output is None:
+        output = await stored_output(run_id)
+    yield dumps(output)
+
+
+@sync_to_async(thread_sensitive=False)
+def stored_output(run_id: str) -> Any:
+    run = Run.objects.filter(pk=run_id).first()
+    return run_output(run) if run is not None else {}
+
+
+@sync_to_async(thread_sensitive=False)
+def cancel_quietly(run_id: str) -> None:
+    """``on_disconnect=cancel``: the client went away; stop the run if it is still going."""
+    try:
+        cancel_runs(Run.objects.filter(pk=uuid.UUID(run_id)), "interrupt")
+    except APIError:  # 404: nothing in flight any more
+        pass
