@@ -5,9 +5,18 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentserver.settings")
 
 app = Celery("agentserver")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+def _load_graphs(**kwargs: object) -> None:
+    """Import the configured graphs when a worker starts: a broken graph fails fast."""
+    from agentserver.graphs import get_registry
+
+    get_registry()

@@ -32,6 +32,9 @@ from agentserver.conf import server_settings
 
 END_EVENT = "__end__"
 KEY_PREFIX = "agentserver:run:"
+# Longer than any blocking read we issue (keep-alive intervals, pub/sub waits): redis-py's
+# asyncio client otherwise times out a 5 s XREAD BLOCK at its default of 5 s.
+SOCKET_TIMEOUT = 60
 
 
 @dataclass(frozen=True)
@@ -246,7 +249,7 @@ class MemoryEventBus(EventBus):
 class _RedisCancelWatch(CancelWatch):
     def __init__(self, url: str, run_id: str) -> None:
         super().__init__()
-        self.client = aredis.Redis.from_url(url)
+        self.client = aredis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT)
         self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         self.channel = f"{KEY_PREFIX}{run_id}:cancel"
 
@@ -255,7 +258,7 @@ class _RedisCancelWatch(CancelWatch):
 
     async def wait(self) -> str:
         while True:
-            message = await self.pubsub.get_message(timeout=30)
+            message = await self.pubsub.get_message(timeout=10)
             if message and message.get("type") == "message":
                 self.action = message["data"].decode()
                 return self.action
@@ -268,7 +271,7 @@ class _RedisCancelWatch(CancelWatch):
 class RedisEventBus(EventBus):
     def __init__(self, url: str) -> None:
         self.url = url
-        self.client = redis.Redis.from_url(url)
+        self.client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT)
         # One async client per event loop: redis.asyncio connections are bound to a loop.
         self._async_clients: dict[asyncio.AbstractEventLoop, aredis.Redis] = {}
 
@@ -276,7 +279,7 @@ class RedisEventBus(EventBus):
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
-            client = self._async_clients[loop] = aredis.Redis.from_url(self.url)
+            client = self._async_clients[loop] = aredis.Redis.from_url(self.url, socket_timeout=SOCKET_TIMEOUT)
         return client
 
     @staticmethod

@@ -19,7 +19,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
 @pytest.fixture(scope="session")
 def prod_server() -> Iterator[LiveServer]:
     """Only the production setup, for tests about workers, Redis and Postgres."""
-    live = LiveServer(mode="prod", redis_db=2).start()
+    live = LiveServer(mode="prod").start()
     yield live
     live.stop()
 

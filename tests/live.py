@@ -6,6 +6,7 @@ Nothing is mocked: tests talk HTTP to these processes with the unmodified langgr
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -53,7 +54,8 @@ class LiveServer:
 
     mode: str = "prod"
     workers: int = 1
-    redis_db: int = 1
+    # A Redis database of its own, so concurrent test sessions on one machine don't collide.
+    redis_db: int = field(default_factory=lambda: random.randint(3, 15))
     extra_env: dict[str, str] = field(default_factory=dict)
     config: Path = GRAPHS_CONFIG
 
