@@ -1,0 +1,203 @@
+"""Request validation and the wire shape of assistants (api-reference §1.2).
+
+Unknown request fields are ignored; a present ``null`` counts as absent, as the
+reference's optional fields do.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from rest_framework import serializers
+
+from agentserver.errors import unprocessable
+from agentserver.params import TRUE_VALUES
+from runs.assistants import SORT_FIELDS
+from runs.models import Assistant, AssistantVersion
+
+ASSISTANT_FIELDS = (
+    "assistant_id",
+    "graph_id",
+    "config",
+    "context",
+    "metadata",
+    "name",
+    "description",
+    "version",
+    "created_at",
+    "updated_at",
+)
+
+# Larger offsets or versions would overflow the database's integer columns.
+MAX_INT = 2**31 - 1
+
+
+class StrictCharField(serializers.CharField):
+    """A string and only a string: DRF would otherwise turn ``123`` into ``"123"``."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class ObjectField(serializers.JSONField):
+    """A JSON object (not a list, string or number) that the database can store."""
+
+    default_error_messages = {
+        "not_object": "Must be a JSON object.",
+        "null_characters": "Null characters are not allowed.",
+    }
+
+    def to_internal_value(self, data: Any) -> dict:
+        if not isinstance(data, dict):
+            self.fail("not_object")
+        if _has_null_character(data):
+            # Postgres jsonb rejects \u0000; say so instead of failing on insert.
+            self.fail("null_characters")
+        return data
+
+
+def _has_null_character(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_null_character(k) or _has_null_character(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_null_character(item) for item in value)
+    return False
+
+
+# Types of the RunnableConfig keys an assistant may set; other keys pass through.
+CONFIG_KEY_TYPES: dict[str, tuple[type, ...]] = {
+    "tags": (list,),
+    "metadata": (dict,),
+    "configurable": (dict,),
+    "recursion_limit": (int,),
+    "max_concurrency": (int,),
+    "run_name": (str,),
+}
+
+
+class ConfigField(ObjectField):
+    """A RunnableConfig: the reference answers a malformed one with 422."""
+
+    def to_internal_value(self, data: Any) -> dict:
+        config = super().to_internal_value(data)
+        for key, types in CONFIG_KEY_TYPES.items():
+            value = config.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, types) or isinstance(value, bool):
+                raise serializers.ValidationError(f"{key} must be of type {types[0].__name__}")
+        if any(not isinstance(tag, str) for tag in config.get("tags") or []):
+            raise serializers.ValidationError("tags must be a list of strings")
+        return config
+
+
+class AssistantIdField(serializers.UUIDField):
+    def to_internal_value(self, data: Any) -> uuid.UUID:
+        try:
+            return uuid.UUID(str(data))
+        except ValueError:
+            raise serializers.ValidationError("Invalid assistant ID: must be a UUID") from None
+
+
+class AssistantFieldsSerializer(serializers.Serializer):
+    """The fields a create or a patch may set."""
+
+    graph_id = StrictCharField(max_length=255)
+    config = ConfigField(required=False)
+    context = ObjectField(required=False)
+    metadata = ObjectField(required=False)
+    name = StrictCharField(required=False, allow_blank=True, max_length=255)
+    description = StrictCharField(required=False, allow_blank=True, allow_null=True)
+
+
+class AssistantCreateSerializer(AssistantFieldsSerializer):
+    assistant_id = AssistantIdField(required=False)
+    if_exists = serializers.ChoiceField(choices=["raise", "do_nothing"], required=False)
+
+
+class AssistantPatchSerializer(AssistantFieldsSerializer):
+    graph_id = StrictCharField(max_length=255, required=False)
+
+
+class PageSerializer(serializers.Serializer):
+    metadata = ObjectField(required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=10)
+    offset = serializers.IntegerField(min_value=0, max_value=MAX_INT, default=0)
+
+
+class AssistantFilterSerializer(serializers.Serializer):
+    metadata = ObjectField(required=False)
+    graph_id = StrictCharField(required=False, allow_blank=True)
+    name = StrictCharField(required=False, allow_blank=True)
+
+
+class AssistantSearchSerializer(PageSerializer, AssistantFilterSerializer):
+    sort_by = serializers.ChoiceField(choices=SORT_FIELDS, required=False)
+    sort_order = serializers.ChoiceField(choices=["asc", "desc"], required=False)
+    select = serializers.ListField(
+        child=serializers.ChoiceField(choices=ASSISTANT_FIELDS), required=False, allow_empty=True
+    )
+
+
+class SetLatestSerializer(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1, max_value=MAX_INT)
+
+
+def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    """Validate a body (422 on failure) and drop fields sent as ``null``."""
+    if isinstance(data, dict):
+        data = {key: value for key, value in data.items() if value is not None}
+    elif data is None:
+        data = {}
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def parse_xray(raw: str | None) -> bool | int:
+    """``xray`` is a boolean or a positive depth; anything else is a 422."""
+    text = (raw or "").strip()
+    if text.lower() in TRUE_VALUES - {"1"}:
+        return True
+    if text.lower() in {"", "false", "no", "off"}:
+        return False
+    if text.isdigit():
+        return int(text)  # "0" means no expansion, as False does
+    raise unprocessable(f"Invalid xray value: {raw!r}. Must be true, false or a positive integer")
+
+
+def assistant_data(assistant: Assistant, select: list[str] | None = None) -> dict[str, Any]:
+    data = {
+        "assistant_id": str(assistant.assistant_id),
+        "graph_id": assistant.graph_id,
+        "config": assistant.config,
+        "context": assistant.context,
+        "metadata": assistant.metadata,
+        "name": assistant.name,
+        "description": assistant.description,
+        "version": assistant.version,
+        "created_at": assistant.created_at,
+        "updated_at": assistant.updated_at,
+    }
+    if select:
+        return {field: data[field] for field in ASSISTANT_FIELDS if field in select}
+    return data
+
+
+def version_data(version: AssistantVersion) -> dict[str, Any]:
+    return {
+        "assistant_id": str(version.assistant_id),
+        "graph_id": version.graph_id,
+        "config": version.config,
+        "context": version.context,
+        "metadata": version.metadata,
+        "name": version.name,
+        "description": version.description,
+        "version": version.version,
+        "created_at": version.created_at,
+    }
