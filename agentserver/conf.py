@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
@@ -53,12 +54,27 @@ DEFAULTS: dict[str, Any] = {
     "STREAM_MAXLEN": 100_000,
     # Interval of SSE heartbeats and /wait keep-alive newlines.
     "KEEPALIVE_SECONDS": 5.0,
+    # How often `manage.py dev` runs the recovery sweep (beat's interval is in its tables).
+    "SWEEP_INTERVAL_SECONDS": 5.0,
     # Webhooks to private, loopback or link-local addresses are refused unless this is true.
     "WEBHOOK_ALLOW_PRIVATE": False,
     # HMAC-SHA256 key for the X-Agentserver-Signature header on webhooks ("" = unsigned).
     "WEBHOOK_SECRET": "",
     "WEBHOOK_MAX_ATTEMPTS": 5,
 }
+
+
+def _from_environment(name: str, default: Any) -> Any:
+    """``AGENTSERVER_<NAME>`` overrides a numeric or boolean default (twelve-factor)."""
+    raw = os.environ.get(f"AGENTSERVER_{name}")
+    if raw is None or callable(default) or isinstance(default, str):
+        return default
+    try:
+        if isinstance(default, bool):
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        return type(default)(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"AGENTSERVER_{name} must be a {type(default).__name__}, got {raw!r}") from None
 
 
 class ServerSettings:
@@ -72,7 +88,7 @@ class ServerSettings:
             raise AttributeError(f"Invalid AGENT_SERVER setting: {name!r}")
         if name not in self._cache:
             user = getattr(settings, "AGENT_SERVER", {}) or {}
-            value = user[name] if name in user else DEFAULTS[name]
+            value = user[name] if name in user else _from_environment(name, DEFAULTS[name])
             self._cache[name] = value() if callable(value) else value
         return self._cache[name]
 

@@ -80,7 +80,6 @@ class Run(models.Model):
     attempt = models.IntegerField(default=0)
     lease_token = models.UUIDField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
-    dispatched_at = models.DateTimeField(null=True, blank=True)
     # Set when a cancel was requested: "interrupt" or "rollback".
     cancel_action = models.CharField(max_length=16, blank=True, default="")
     # What /wait and /join answer once the run is over: final values (with

@@ -10,7 +10,7 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from agentserver.conf import server_settings
@@ -31,10 +31,11 @@ def sweep_runs() -> dict[str, int]:
     exhausted = _fail_exhausted(expired.filter(attempt__gte=server_settings.RUN_MAX_ATTEMPTS, cancel_action=""))
     cancelled = _finish_orphaned_cancels(expired.exclude(cancel_action=""))
     stale_after = now - timedelta(seconds=server_settings.PENDING_REDISPATCH_SECONDS)
+    running_on_thread = Run.objects.filter(thread_id=OuterRef("thread_id"), status=RunStatus.RUNNING)
     lost = list(
         Run.objects.filter(
             Q(status=RunStatus.RUNNING, lease_expires_at__lt=now, cancel_action="")
-            | Q(status=RunStatus.PENDING, created_at__lte=stale_after)
+            | Q(status=RunStatus.PENDING, created_at__lte=stale_after) & ~Exists(running_on_thread)
         ).values_list("run_id", flat=True)[:1000]
     )
     for run_id in lost:

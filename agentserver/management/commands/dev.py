@@ -8,15 +8,38 @@ and stream through an in-process event bus, so no other service is needed; set
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 from django.core.management import call_command
+from django.db import connections
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from agentserver.conf import server_settings
+from runs.sweeper import sweep_runs
+
+logger = logging.getLogger(__name__)
+
+
+def start_sweeper(interval: float) -> None:
+    """Beat's job in one process: recover runs whose attempt died (e.g. the last `dev` crashed)."""
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                sweep_runs()
+            except Exception:
+                logger.exception("Recovery sweep failed")
+            finally:
+                connections.close_all()
+
+    threading.Thread(target=loop, name="agentserver-sweeper", daemon=True).start()
 
 
 class Command(BaseCommand):
@@ -42,6 +65,7 @@ class Command(BaseCommand):
 
         call_command("migrate", interactive=False, verbosity=0)
         call_command("check")
+        start_sweeper(server_settings.SWEEP_INTERVAL_SECONDS)
         self.stdout.write(
             f"agentserver: serving {server_settings.CONFIG} on http://{options['host']}:{options['port']}"
         )
