@@ -14,6 +14,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.fields.json import KeyTransform
 
 
 class ThreadStatus(models.TextChoices):
@@ -56,58 +57,86 @@ class Thread(models.Model):
 
 
 class Checkpoint(models.Model):
-    thread_id = models.CharField(max_length=255)
-    checkpoint_ns = models.CharField(max_length=255, blank=True, default="")
-    checkpoint_id = models.CharField(max_length=64)
-    parent_checkpoint_id = models.CharField(max_length=64, null=True, blank=True)
+    """One checkpoint without its channel values (those live in ``CheckpointBlob``).
+
+    Key columns are text, as in langgraph-checkpoint-postgres: nested subgraph
+    namespaces and task paths grow with depth, and a varchar limit would only fail on
+    Postgres (SQLite ignores it).
+    """
+
+    thread_id = models.TextField()
+    checkpoint_ns = models.TextField(blank=True, default="")
+    checkpoint_id = models.TextField()
+    # NULL for a first checkpoint, as upstream; prune also detaches a head from a deleted parent.
+    parent_checkpoint_id = models.TextField(null=True, blank=True)  # noqa: DJ001
     checkpoint = models.JSONField()
     metadata = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
+            # Also serves get_tuple's "latest of a thread and namespace" (scanned
+            # backwards) and delete_thread/prune (thread_id prefix).
             models.UniqueConstraint(
                 fields=["thread_id", "checkpoint_ns", "checkpoint_id"], name="checkpoint_key"
             )
         ]
-        # get_tuple/list: newest checkpoint of a thread and namespace (ids sort by time).
-        indexes = [models.Index(fields=["thread_id", "checkpoint_ns", "-checkpoint_id"], name="checkpoint_latest_idx")]
+        indexes = [
+            # delete_for_runs: checkpoints whose metadata names one of the runs (used on
+            # Postgres; SQLite binds the JSON path as a parameter and scans).
+            models.Index(KeyTransform("run_id", "metadata"), name="checkpoint_run_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.thread_id}/{self.checkpoint_ns}/{self.checkpoint_id}"
 
 
 class CheckpointBlob(models.Model):
-    thread_id = models.CharField(max_length=255)
-    checkpoint_ns = models.CharField(max_length=255, blank=True, default="")
-    channel = models.CharField(max_length=255)
-    version = models.CharField(max_length=255)
-    type = models.CharField(max_length=32)
+    """One channel value at one version, shared by every checkpoint that has it."""
+
+    thread_id = models.TextField()
+    checkpoint_ns = models.TextField(blank=True, default="")
+    channel = models.TextField()
+    version = models.TextField()
+    type = models.TextField()
     blob = models.BinaryField(null=True)
 
     class Meta:
         constraints = [
+            # Idempotent puts (conflicts ignored) and the blob lookup of get_tuple/list.
             models.UniqueConstraint(
                 fields=["thread_id", "checkpoint_ns", "channel", "version"], name="checkpoint_blob_key"
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.thread_id}/{self.checkpoint_ns}/{self.channel}@{self.version}"
+
 
 class CheckpointWrite(models.Model):
-    thread_id = models.CharField(max_length=255)
-    checkpoint_ns = models.CharField(max_length=255, blank=True, default="")
-    checkpoint_id = models.CharField(max_length=64)
-    task_id = models.CharField(max_length=255)
-    task_path = models.CharField(max_length=1024, blank=True, default="")
+    """A pending write of a task against a checkpoint; ``idx`` < 0 for special channels."""
+
+    thread_id = models.TextField()
+    checkpoint_ns = models.TextField(blank=True, default="")
+    checkpoint_id = models.TextField()
+    task_id = models.TextField()
+    task_path = models.TextField(blank=True, default="")
     idx = models.IntegerField()
-    channel = models.CharField(max_length=255)
-    type = models.CharField(max_length=32)
+    channel = models.TextField()
+    type = models.TextField()
     blob = models.BinaryField()
 
     class Meta:
         constraints = [
+            # Idempotent put_writes under retries, and the writes lookup of get_tuple/list.
             models.UniqueConstraint(
                 fields=["thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"],
                 name="checkpoint_write_key",
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.thread_id}/{self.checkpoint_ns}/{self.checkpoint_id}/{self.task_id}#{self.idx}"
 
 
 class StoreItem(models.Model):
