@@ -39,15 +39,15 @@ DEFAULTS: dict[str, Any] = {
     # Threads of the in-process dispatcher.
     "INPROCESS_WORKERS": 10,
     # A run that runs longer ends as `timeout` (BG_JOB_TIMEOUT_SECS of the reference).
-    "RUN_TIMEOUT_SECONDS": 86400,
+    "RUN_TIMEOUT_SECONDS": 86400.0,
     # Attempts of one run before it ends as `error` (worker lost, transient failures).
     "RUN_MAX_ATTEMPTS": 3,
     # A claimed run whose lease is not renewed for this long is presumed dead.
-    "LEASE_SECONDS": 30,
+    "LEASE_SECONDS": 30.0,
     # How often a running run renews its lease.
-    "HEARTBEAT_SECONDS": 5,
+    "HEARTBEAT_SECONDS": 5.0,
     # A pending run whose message went missing is re-sent after this long.
-    "PENDING_REDISPATCH_SECONDS": 30,
+    "PENDING_REDISPATCH_SECONDS": 30.0,
     # Events of a run are kept this long after it ends (the reference keeps 120 s).
     "STREAM_TTL_SECONDS": 3600,
     # Upper bound on events kept per run.

@@ -140,6 +140,38 @@ class LiveServer:
         self.worker_procs.append(proc)
         return proc
 
+    def start_beat(self) -> subprocess.Popen:
+        proc = self._spawn(
+            "beat",
+            [
+                sys.executable, "-m", "celery", "-A", "agentserver", "beat", "--loglevel", "WARNING",
+                "-S", "django_celery_beat.schedulers:DatabaseScheduler",
+                "--pidfile", str(self.tmp / "beat.pid"),
+            ],
+        )
+        self.worker_procs.append(proc)
+        return proc
+
+    def restart(self) -> None:
+        """Stop every process, then start web and the same number of workers again."""
+        beat = any("beat" in " ".join(map(str, p.args)) for p in self.worker_procs)
+        workers = sum(1 for p in self.worker_procs if "worker" in p.args)
+        for proc in [*self.worker_procs, self.web]:
+            if proc is not None:
+                self.kill(proc)
+        self.worker_procs = []
+        self.start_web()
+        for _ in range(workers):
+            self.start_worker()
+        if beat:
+            self.start_beat()
+        self.wait_ready()
+
+    def ledger(self) -> list[str]:
+        """Node executions recorded by the test graphs outside the graph state."""
+        path = self.tmp / "ledger.txt"
+        return path.read_text().split() if path.exists() else []
+
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -120,6 +120,16 @@ flaky = (
 )
 
 
+def _block(state: State) -> dict:
+    """Blocks its thread (no await) for the seconds given as the first item ("block:3")."""
+    first = (state.get("items") or ["block:1"])[0]
+    time.sleep(float(first.split(":", 1)[1]))
+    return {"items": ["unblocked"]}
+
+
+block = StateGraph(State).add_node("block", _block).add_edge(START, "block").add_edge("block", END).compile()
+
+
 def make_configurable(config: dict) -> StateGraph:
     """A factory taking the run config: the node echoes configurable['greeting']."""
     greeting = (config.get("configurable") or {}).get("greeting", "hello")
