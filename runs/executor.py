@@ -35,7 +35,7 @@ from langgraph.types import Command, Send
 from agentserver.conf import server_settings
 from agentserver.graphs import get_registry
 from agentserver.renderers import dumps, to_jsonable
-from runs.events import EventBus, get_event_bus
+from agentserver.events import EventBus, get_event_bus
 from runs.models import ACTIVE_RUN_STATUSES, Run, RunStatus
 from runs.queue import next_queued_run, release_thread
 from runs.serializers.runs import run_to_dict
@@ -188,6 +188,8 @@ class Attempt:
         self.bus = bus
         self.kwargs: dict = run.kwargs
         self.temporary = bool(self.kwargs.get("temporary"))
+        # Temporary (stateless) threads vanish with the run: nobody follows their stream.
+        self.thread_stream = None if self.temporary else str(run.thread_id)
         self.requested = list(self.kwargs.get("stream_mode") or ["values"])
         self.lost = False
         self.last_values: Any = None
@@ -197,7 +199,8 @@ class Attempt:
 
     def publish(self, event: str, data: Any) -> None:
         if not self.lost:
-            self.bus.publish(self.run_id, event, data if isinstance(data, bytes) else dumps(data))
+            payload = data if isinstance(data, bytes) else dumps(data)
+            self.bus.publish(self.run_id, event, payload, thread_id=self.thread_stream)
 
     async def execute(self) -> RunOutcome | None:
         loop = asyncio.get_running_loop()
@@ -347,11 +350,11 @@ class Attempt:
             DjangoCheckpointSaver().delete_for_runs([self.run_id])
             Run.objects.filter(pk=self.run_id).delete()
             release_thread(self.run.thread_id)
-        self.bus.end(self.run_id, {"status": "rollback", "output": None})
+        self.bus.end(self.run_id, {"status": "rollback", "output": None}, thread_id=self.thread_stream)
         return RunOutcome(next_run_ids=next_queued_run(self.run.thread_id))
 
     def _after_commit(self, status: str, output: Any, error: dict | None) -> RunOutcome:
-        self.bus.end(self.run_id, {"status": status, "output": output})
+        self.bus.end(self.run_id, {"status": status, "output": output}, thread_id=self.thread_stream)
         if self.temporary:
             Thread.objects.filter(pk=self.run.thread_id).delete()
         outcome = RunOutcome(next_run_ids=[] if self.temporary else next_queued_run(self.run.thread_id))

@@ -17,7 +17,7 @@ from django.utils import timezone
 from agentserver.errors import APIError, bad_request, conflict, not_found, unprocessable
 from runs.assistants import resolve_assistant
 from runs.dispatch import dispatch_run
-from runs.events import get_event_bus
+from agentserver.events import get_event_bus
 from runs.models import ACTIVE_RUN_STATUSES, Assistant, Run, RunStatus
 from runs.queue import next_queued_run, release_thread
 from runs.webhooks import WebhookRejected, validate_webhook_url
@@ -240,7 +240,8 @@ def _cancel_pending(run: Run, action: str) -> None:
         )
     # Readers waiting on a run that never started learn its end once the cancel commits.
     status = "rollback" if action == "rollback" else RunStatus.INTERRUPTED
-    transaction.on_commit(lambda: get_event_bus().end(str(run.run_id), {"status": status, "output": None}))
+    ended = {"status": status, "output": None}
+    transaction.on_commit(lambda: get_event_bus().end(str(run.run_id), ended, thread_id=str(run.thread_id)))
 
 
 # ------------------------------------------------------------------------ cancel

@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 from agentserver.conf import server_settings
 from agentserver.errors import APIError
 from agentserver.renderers import dumps
-from runs.events import HEARTBEAT, Event, get_event_bus
+from agentserver.events import HEARTBEAT, Event, get_event_bus
 from runs.models import ACTIVE_RUN_STATUSES, Run
 from runs.services import cancel_runs, run_output
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from agentserver.conf import server_settings
 from runs.dispatch import dispatch_run
-from runs.events import get_event_bus
+from agentserver.events import get_event_bus
 from runs.models import ACTIVE_RUN_STATUSES, Run, RunStatus
 from runs.queue import next_queued_run, release_thread
 from threads.checkpointer import DjangoCheckpointSaver
@@ -86,5 +86,6 @@ def _end(run: Run, status: str, error: dict | None) -> None:
     else:
         release_thread(run.thread_id)
     output = {"__error__": error} if error else None
-    transaction.on_commit(lambda: get_event_bus().end(str(run.run_id), {"status": status, "output": output}))
+    ended = {"status": status, "output": output}
+    transaction.on_commit(lambda: get_event_bus().end(str(run.run_id), ended, thread_id=str(run.thread_id)))
     transaction.on_commit(lambda: [dispatch_run(r) for r in next_queued_run(run.thread_id)])

@@ -19,7 +19,7 @@ from agentserver.errors import not_found, parse_uuid, unprocessable
 from agentserver.params import query_bool, query_int, query_list
 from agentserver.validation import validated
 from runs import services, streams
-from runs.events import normalise_last_id
+from agentserver.events import normalise_last_id
 from runs.models import Run, RunStatus
 from runs.serializers.runs import (
     RUN_FIELDS,

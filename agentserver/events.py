@@ -1,16 +1,19 @@
-"""The per-run event stream and the cancel signal, behind one small interface.
+"""Run and thread event streams and the cancel signal, behind one small interface.
 
 Two backends, chosen by ``AGENT_SERVER["EVENT_BUS"]``:
 
-* ``RedisEventBus``: a Redis Stream per run (``XADD``; entry ids are the SSE ids), read
-  with blocking ``XREAD`` so any web process can serve any run; cancel signals on a pub/sub
-  channel. Everything here may vanish without losing a run: the database is the truth.
+* ``RedisEventBus``: a Redis Stream per run and per thread (``XADD``; entry ids are the SSE
+  ids), read with blocking ``XREAD`` so any web process can serve any run; cancel signals
+  on a pub/sub channel. Everything here may vanish without losing a run: the database is
+  the truth.
 * ``MemoryEventBus``: the same semantics inside one process (``manage.py dev``), where
   runs execute on worker threads and readers wait on the web server's event loop.
 
-Writers (the executor) are synchronous; readers (SSE, ``/wait``) are async. The end of a
-run is an internal ``END_EVENT`` entry whose data carries the final status and output; it
-is appended only after the terminal status is committed, and never sent to HTTP clients.
+Every run event goes to the run's stream and, in the same round trip, to its thread's
+stream (which the thread stream endpoints follow across runs). The end of a run is an
+internal ``END_EVENT`` entry whose data carries the final status and output; it is
+appended only after the terminal status is committed, and never sent to HTTP clients as is.
+Writers (the executor) are synchronous; readers (SSE, ``/wait``) are async.
 """
 
 from __future__ import annotations
@@ -31,10 +34,18 @@ from django.conf import settings
 from agentserver.conf import server_settings
 
 END_EVENT = "__end__"
-KEY_PREFIX = "agentserver:run:"
+KEY_PREFIX = "agentserver:"
 # Longer than any blocking read we issue (keep-alive intervals, pub/sub waits): redis-py's
 # asyncio client otherwise times out a 5 s XREAD BLOCK at its default of 5 s.
 SOCKET_TIMEOUT = 60
+
+
+def run_stream(run_id: str) -> str:
+    return f"run:{run_id}"
+
+
+def thread_stream(thread_id: str) -> str:
+    return f"thread:{thread_id}"
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ class Event:
     id: str
     event: str
     data: bytes  # one line of JSON, serialised once by the writer
+    run_id: str | None = None  # set on thread-stream entries
 
     @property
     def is_end(self) -> bool:
@@ -55,11 +67,9 @@ class Heartbeat:
 HEARTBEAT = Heartbeat()
 
 
-def _id_after(a: str, b: str) -> bool:
-    """Whether stream id ``a`` ("ms-seq") sorts after ``b``."""
-    ams, _, aseq = a.partition("-")
-    bms, _, bseq = b.partition("-")
-    return (int(ams), int(aseq or 0)) > (int(bms), int(bseq or 0))
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def normalise_last_id(last_id: str | None) -> str | None:
@@ -73,35 +83,6 @@ def normalise_last_id(last_id: str | None) -> str | None:
     if not ms.isdigit() or (seq and not seq.isdigit()):
         return "0-0"
     return f"{ms}-{seq or 0}"
-
-
-class EventBus:
-    """What the executor and the readers need from an event transport."""
-
-    def publish(self, run_id: str, event: str, data: bytes) -> str:
-        raise NotImplementedError
-
-    def end(self, run_id: str, data: dict[str, Any]) -> None:
-        """Append the end marker and start the retention clock."""
-        self.publish(run_id, END_EVENT, orjson.dumps(data))
-
-    def read(
-        self, run_id: str, after: str | None, *, keepalive: float
-    ) -> AsyncIterator[Event | Heartbeat]:
-        """Events after id ``after`` (None: only new ones), then live ones, up to the end marker."""
-        raise NotImplementedError
-
-    async def last_event(self, run_id: str) -> Event | None:
-        raise NotImplementedError
-
-    def exists(self, run_id: str) -> bool:
-        raise NotImplementedError
-
-    def signal_cancel(self, run_id: str, action: str) -> None:
-        raise NotImplementedError
-
-    def watch_cancel(self, run_id: str) -> CancelWatch:
-        raise NotImplementedError
 
 
 class CancelWatch:
@@ -120,6 +101,55 @@ class CancelWatch:
         pass
 
 
+class EventBus:
+    """What the executor and the readers need from an event transport."""
+
+    def _append(self, entries: list[tuple[str, str, bytes, str | None]], *, expire: list[str]) -> list[str]:
+        """Append ``(stream, event, data, run_id)`` entries; restart retention of ``expire``."""
+        raise NotImplementedError
+
+    def _read(self, stream: str, after: str | None, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
+        raise NotImplementedError
+
+    def publish(self, run_id: str, event: str, data: bytes, *, thread_id: str | None = None) -> str:
+        entries = [(run_stream(run_id), event, data, None)]
+        if thread_id:
+            entries.append((thread_stream(thread_id), event, data, run_id))
+        return self._append(entries, expire=[])[0]
+
+    def end(self, run_id: str, data: dict[str, Any], *, thread_id: str | None = None) -> None:
+        """Append the end marker and start the retention clock of the run's events."""
+        payload = orjson.dumps(data)
+        entries = [(run_stream(run_id), END_EVENT, payload, None)]
+        expire = [run_stream(run_id)]
+        if thread_id:
+            entries.append((thread_stream(thread_id), END_EVENT, payload, run_id))
+            expire.append(thread_stream(thread_id))
+        self._append(entries, expire=expire)
+
+    def publish_thread(self, thread_id: str, event: str, data: bytes) -> str:
+        """A thread event that belongs to no run (``state_update``)."""
+        stream = thread_stream(thread_id)
+        return self._append([(stream, event, data, None)], expire=[stream])[0]
+
+    async def read(self, run_id: str, after: str | None, *, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
+        """A run's events after id ``after`` (None: only new ones), live, up to its end marker."""
+        async for item in self._read(run_stream(run_id), after, keepalive):
+            yield item
+            if isinstance(item, Event) and item.is_end:
+                return
+
+    def read_thread(self, thread_id: str, after: str | None, *, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
+        """Every event of every run of a thread, and thread events, without end."""
+        return self._read(thread_stream(thread_id), after, keepalive)
+
+    def signal_cancel(self, run_id: str, action: str) -> None:
+        raise NotImplementedError
+
+    def watch_cancel(self, run_id: str) -> CancelWatch:
+        raise NotImplementedError
+
+
 # ---------------------------------------------------------------------------- memory
 
 
@@ -127,9 +157,17 @@ class _MemoryStream:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
-        self.ended_at: float | None = None
+        self.expires_at: float | None = None
         self.last_ms = 0
         self.seq = 0
+
+    def next_id(self) -> str:
+        now_ms = int(time.time() * 1000)
+        if now_ms > self.last_ms:
+            self.last_ms, self.seq = now_ms, 0
+        else:
+            self.seq += 1
+        return f"{self.last_ms}-{self.seq}"
 
 
 class _MemoryCancelWatch(CancelWatch):
@@ -161,74 +199,59 @@ class MemoryEventBus(EventBus):
         self.streams: dict[str, _MemoryStream] = {}
         self.watches: dict[str, list[_MemoryCancelWatch]] = {}
 
-    def _stream(self, run_id: str) -> _MemoryStream:
-        stream = self.streams.get(run_id)
+    def _stream(self, name: str) -> _MemoryStream:
+        stream = self.streams.get(name)
         if stream is None:
-            stream = self.streams[run_id] = _MemoryStream()
+            stream = self.streams[name] = _MemoryStream()
         return stream
 
-    def publish(self, run_id: str, event: str, data: bytes) -> str:
+    def _append(self, entries: list[tuple[str, str, bytes, str | None]], *, expire: list[str]) -> list[str]:
+        ids, woken = [], []
+        maxlen = server_settings.STREAM_MAXLEN
         with self.lock:
-            stream = self._stream(run_id)
-            now_ms = int(time.time() * 1000)
-            if now_ms > stream.last_ms:
-                stream.last_ms, stream.seq = now_ms, 0
-            else:
-                stream.seq += 1
-            entry = Event(f"{stream.last_ms}-{stream.seq}", event, data)
-            stream.events.append(entry)
-            if len(stream.events) > server_settings.STREAM_MAXLEN:
-                del stream.events[: len(stream.events) - server_settings.STREAM_MAXLEN]
-            if event == END_EVENT:
-                stream.ended_at = time.monotonic()
-            waiters, stream.waiters = stream.waiters, []
-        for loop, future in waiters:
+            for name, event, data, run_id in entries:
+                stream = self._stream(name)
+                entry = Event(stream.next_id(), event, data, run_id)
+                stream.events.append(entry)
+                if len(stream.events) > maxlen:
+                    del stream.events[: len(stream.events) - maxlen]
+                woken.extend(stream.waiters)
+                stream.waiters = []
+                ids.append(entry.id)
+            for name in expire:
+                self._stream(name).expires_at = time.monotonic() + server_settings.STREAM_TTL_SECONDS
+            if expire:
+                self._drop_expired()
+        for loop, future in woken:
             loop.call_soon_threadsafe(lambda f=future: f.done() or f.set_result(None))
-        if event == END_EVENT:
-            self._expire_old()
-        return entry.id
+        return ids
 
-    def _expire_old(self) -> None:
-        cutoff = time.monotonic() - server_settings.STREAM_TTL_SECONDS
-        with self.lock:
-            for run_id in [r for r, s in self.streams.items() if s.ended_at and s.ended_at < cutoff]:
-                del self.streams[run_id]
+    def _drop_expired(self) -> None:
+        now = time.monotonic()
+        for name in [n for n, s in self.streams.items() if s.expires_at and s.expires_at < now]:
+            del self.streams[name]
 
-    async def read(
-        self, run_id: str, after: str | None, *, keepalive: float
-    ) -> AsyncIterator[Event | Heartbeat]:
+    async def _read(self, name: str, after: str | None, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
         loop = asyncio.get_running_loop()
         with self.lock:
-            events = self._stream(run_id).events
-            position = len(events) if after is None else sum(1 for e in events if not _id_after(e.id, after))
-            last_seen = events[position - 1].id if position else (after or "0-0")
+            events = self._stream(name).events
+            cursor = _id_key(after) if after is not None else (_id_key(events[-1].id) if events else (0, 0))
         while True:
             with self.lock:
-                stream = self._stream(run_id)
-                fresh = [e for e in stream.events if _id_after(e.id, last_seen)]
+                stream = self._stream(name)
+                fresh = [e for e in stream.events if _id_key(e.id) > cursor]
                 future = None
                 if not fresh:
                     future = loop.create_future()
                     stream.waiters.append((loop, future))
             for entry in fresh:
+                cursor = _id_key(entry.id)
                 yield entry
-                if entry.is_end:
-                    return
-                last_seen = entry.id
             if future is not None:
                 try:
                     await asyncio.wait_for(future, keepalive)
                 except asyncio.TimeoutError:
                     yield HEARTBEAT
-
-    async def last_event(self, run_id: str) -> Event | None:
-        with self.lock:
-            stream = self.streams.get(run_id)
-            return stream.events[-1] if stream and stream.events else None
-
-    def exists(self, run_id: str) -> bool:
-        with self.lock:
-            return run_id in self.streams
 
     def signal_cancel(self, run_id: str, action: str) -> None:
         with self.lock:
@@ -251,7 +274,7 @@ class _RedisCancelWatch(CancelWatch):
         super().__init__()
         self.client = aredis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT)
         self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        self.channel = f"{KEY_PREFIX}{run_id}:cancel"
+        self.channel = f"{KEY_PREFIX}cancel:{run_id}"
 
     async def start(self) -> None:
         await self.pubsub.subscribe(self.channel)
@@ -279,33 +302,28 @@ class RedisEventBus(EventBus):
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
-            client = self._async_clients[loop] = aredis.Redis.from_url(self.url, socket_timeout=SOCKET_TIMEOUT)
+            client = aredis.Redis.from_url(self.url, socket_timeout=SOCKET_TIMEOUT)
+            self._async_clients[loop] = client
         return client
 
-    @staticmethod
-    def key(run_id: str) -> str:
-        return f"{KEY_PREFIX}{run_id}"
-
-    def publish(self, run_id: str, event: str, data: bytes) -> str:
-        key = self.key(run_id)
-        fields = {"e": event, "d": data}
-        if event != END_EVENT:
-            entry_id = self.client.xadd(key, fields, maxlen=server_settings.STREAM_MAXLEN, approximate=True)
-            return entry_id.decode()
+    def _append(self, entries: list[tuple[str, str, bytes, str | None]], *, expire: list[str]) -> list[str]:
+        maxlen = server_settings.STREAM_MAXLEN
         pipe = self.client.pipeline(transaction=False)
-        pipe.xadd(key, fields, maxlen=server_settings.STREAM_MAXLEN, approximate=True)
-        pipe.expire(key, server_settings.STREAM_TTL_SECONDS)
-        entry_id, _ = pipe.execute()
-        return entry_id.decode()
+        for name, event, data, run_id in entries:
+            fields = {"e": event, "d": data, **({"r": run_id} if run_id else {})}
+            pipe.xadd(KEY_PREFIX + name, fields, maxlen=maxlen, approximate=True)
+        for name in expire:
+            pipe.expire(KEY_PREFIX + name, server_settings.STREAM_TTL_SECONDS)
+        results = pipe.execute()
+        return [entry_id.decode() for entry_id in results[: len(entries)]]
 
     @staticmethod
     def _event(entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
-        return Event(entry_id.decode(), fields[b"e"].decode(), fields[b"d"])
+        run_id = fields.get(b"r")
+        return Event(entry_id.decode(), fields[b"e"].decode(), fields[b"d"], run_id.decode() if run_id else None)
 
-    async def read(
-        self, run_id: str, after: str | None, *, keepalive: float
-    ) -> AsyncIterator[Event | Heartbeat]:
-        client, key = self._async(), self.key(run_id)
+    async def _read(self, name: str, after: str | None, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
+        client, key = self._async(), KEY_PREFIX + name
         if after is None:
             # "Only new events": start at the current last entry; "$" would lose entries
             # that arrive between two blocking reads.
@@ -320,20 +338,11 @@ class RedisEventBus(EventBus):
                 continue
             for entry_id, fields in response[0][1]:
                 entry = self._event(entry_id, fields)
-                yield entry
-                if entry.is_end:
-                    return
                 cursor = entry.id
-
-    async def last_event(self, run_id: str) -> Event | None:
-        entries = await self._async().xrevrange(self.key(run_id), count=1)
-        return self._event(*entries[0]) if entries else None
-
-    def exists(self, run_id: str) -> bool:
-        return bool(self.client.exists(self.key(run_id)))
+                yield entry
 
     def signal_cancel(self, run_id: str, action: str) -> None:
-        self.client.publish(f"{KEY_PREFIX}{run_id}:cancel", action)
+        self.client.publish(f"{KEY_PREFIX}cancel:{run_id}", action)
 
     def watch_cancel(self, run_id: str) -> CancelWatch:
         return _RedisCancelWatch(self.url, run_id)
@@ -347,4 +356,3 @@ def _bus_for(kind: str, url: str) -> EventBus:
 def get_event_bus() -> EventBus:
     """The process's event bus, created on first use from the current settings."""
     return _bus_for(server_settings.EVENT_BUS, settings.REDIS_URL)
-
