@@ -37,6 +37,7 @@ from agentserver.graphs import get_registry
 from agentserver.renderers import dumps, to_jsonable
 from agentserver.events import EventBus, get_event_bus
 from runs.models import ACTIVE_RUN_STATUSES, Run, RunStatus
+from runs.modes import ModeTranslator, langgraph_modes
 from runs.queue import next_queued_run, release_thread
 from runs.serializers.runs import run_to_dict
 from runs.webhooks import webhook_payload
@@ -161,18 +162,6 @@ def _send_or_node(value: Any) -> Any:
     return Send(value["node"], value.get("input")) if isinstance(value, dict) else value
 
 
-def langgraph_modes(requested: list[str]) -> list[str]:
-    """The modes asked of LangGraph: the requested ones, plus values to know the output."""
-    mapped = {"messages-tuple": "messages"}.get
-    modes = {mapped(mode, mode) for mode in requested if mode != "events"}
-    modes.add("values")
-    return sorted(modes)
-
-
-def wire_event_name(mode: str, namespace: tuple[str, ...]) -> str:
-    return "|".join((mode, *namespace)) if namespace else mode
-
-
 def error_payload(exc: BaseException) -> dict:
     name = type(exc).__name__
     message = str(exc) if name in VISIBLE_ERRORS else "An internal error occurred"
@@ -191,6 +180,7 @@ class Attempt:
         # Temporary (stateless) threads vanish with the run: nobody follows their stream.
         self.thread_stream = None if self.temporary else str(run.thread_id)
         self.requested = list(self.kwargs.get("stream_mode") or ["values"])
+        self.translator = ModeTranslator(self.requested, subgraphs=bool(self.kwargs.get("subgraphs")))
         self.lost = False
         self.last_values: Any = None
         self.snapshot: Any = None
@@ -280,10 +270,7 @@ class Attempt:
 
     async def _run_graph(self) -> None:
         config = self.kwargs.get("config") or {}
-        graph_id = config.get("configurable", {}).get("graph_id")
-        loaded = get_registry().get(graph_id)
-        subgraphs = bool(self.kwargs.get("subgraphs"))
-        requested = {"messages" if m == "messages-tuple" else m for m in self.requested}
+        loaded = get_registry().get(config.get("configurable", {}).get("graph_id"))
         options: dict[str, Any] = {
             "stream_mode": langgraph_modes(self.requested),
             "subgraphs": True,
@@ -295,13 +282,27 @@ class Attempt:
         if self.kwargs.get("context"):
             options["context"] = self.kwargs["context"]
         async with loaded.build(config, checkpointer=self.checkpointer()) as graph:
-            async for namespace, mode, chunk in graph.astream(graph_input(self.kwargs), config, **options):
+            if "events" in self.requested:
+                chunks = self._chunks_and_events(graph, config, options)
+            else:
+                chunks = graph.astream(graph_input(self.kwargs), config, **options)
+            async for namespace, mode, chunk in chunks:
                 if mode == "values" and not namespace:
                     self.last_values = chunk
-                if mode in requested and (subgraphs or not namespace):
-                    self.publish(wire_event_name(mode, namespace), chunk)
+                for event, payload in self.translator.translate(namespace, mode, chunk):
+                    self.publish(event, payload)
             if not self.temporary:
                 self.snapshot = await graph.aget_state(config)
+
+    async def _chunks_and_events(self, graph: Any, config: dict, options: dict) -> Any:
+        """``events`` mode: LangChain's astream_events; the root graph's own stream
+        events carry the chunks of the other modes."""
+        events = graph.astream_events(graph_input(self.kwargs), config, version="v2", **options)
+        async for event in events:
+            if event["event"] == "on_chain_stream" and not event.get("parent_ids"):
+                yield event["data"]["chunk"]
+            else:
+                self.publish("events", event)
 
     async def _read_state(self) -> Any:
         """The thread's latest state after a run that did not end normally."""
