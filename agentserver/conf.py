@@ -52,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     "STREAM_TTL_SECONDS": 3600,
     # Upper bound on events kept per run.
     "STREAM_MAXLEN": 100_000,
+    # A cancel is answered once the run has stopped, or after this long.
+    "CANCEL_WAIT_SECONDS": 10.0,
     # Interval of SSE heartbeats and /wait keep-alive newlines.
     "KEEPALIVE_SECONDS": 5.0,
     # How often `manage.py dev` runs the recovery sweep (beat's interval is in its tables).

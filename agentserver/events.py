@@ -108,7 +108,11 @@ class EventBus:
         """Append ``(stream, event, data, run_id)`` entries; restart retention of ``expire``."""
         raise NotImplementedError
 
-    def _read(self, stream: str, after: str | None, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
+    def _read(self, stream: str, after: str, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
+        """Entries after id ``after``, then live ones; a heartbeat per silent interval."""
+        raise NotImplementedError
+
+    async def _latest(self, stream: str) -> Event | None:
         raise NotImplementedError
 
     def publish(self, run_id: str, event: str, data: bytes, *, thread_id: str | None = None) -> str:
@@ -133,15 +137,35 @@ class EventBus:
         return self._append([(stream, event, data, None)], expire=[stream])[0]
 
     async def read(self, run_id: str, after: str | None, *, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
-        """A run's events after id ``after`` (None: only new ones), live, up to its end marker."""
-        async for item in self._read(run_stream(run_id), after, keepalive):
+        """A run's events after id ``after`` (None: only new ones), live, up to its end marker.
+
+        With ``after=None`` on a run that already ended, the end marker is still yielded,
+        so a late reader learns the end instead of waiting for events that never come.
+        """
+        stream = run_stream(run_id)
+        if after is None:
+            latest = await self._latest(stream)
+            if latest is not None and latest.is_end:
+                yield latest
+                return
+            after = latest.id if latest is not None else "0-0"
+        async for item in self._read(stream, after, keepalive):
             yield item
             if isinstance(item, Event) and item.is_end:
                 return
 
-    def read_thread(self, thread_id: str, after: str | None, *, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
+    async def read_thread(self, thread_id: str, after: str | None, *, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
         """Every event of every run of a thread, and thread events, without end."""
-        return self._read(thread_stream(thread_id), after, keepalive)
+        stream = thread_stream(thread_id)
+        if after is None:
+            latest = await self._latest(stream)
+            after = latest.id if latest is not None else "0-0"
+        async for item in self._read(stream, after, keepalive):
+            yield item
+
+    def has_run(self, run_id: str) -> bool:
+        """Whether events of the run are still retained (e.g. a finished stateless run)."""
+        raise NotImplementedError
 
     def signal_cancel(self, run_id: str, action: str) -> None:
         raise NotImplementedError
@@ -231,11 +255,14 @@ class MemoryEventBus(EventBus):
         for name in [n for n, s in self.streams.items() if s.expires_at and s.expires_at < now]:
             del self.streams[name]
 
-    async def _read(self, name: str, after: str | None, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
-        loop = asyncio.get_running_loop()
+    async def _latest(self, name: str) -> Event | None:
         with self.lock:
-            events = self._stream(name).events
-            cursor = _id_key(after) if after is not None else (_id_key(events[-1].id) if events else (0, 0))
+            stream = self.streams.get(name)
+            return stream.events[-1] if stream and stream.events else None
+
+    async def _read(self, name: str, after: str, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
+        loop = asyncio.get_running_loop()
+        cursor = _id_key(after)
         while True:
             with self.lock:
                 stream = self._stream(name)
@@ -252,6 +279,11 @@ class MemoryEventBus(EventBus):
                     await asyncio.wait_for(future, keepalive)
                 except asyncio.TimeoutError:
                     yield HEARTBEAT
+
+    def has_run(self, run_id: str) -> bool:
+        with self.lock:
+            stream = self.streams.get(run_stream(run_id))
+            return bool(stream and stream.events)
 
     def signal_cancel(self, run_id: str, action: str) -> None:
         with self.lock:
@@ -322,13 +354,13 @@ class RedisEventBus(EventBus):
         run_id = fields.get(b"r")
         return Event(entry_id.decode(), fields[b"e"].decode(), fields[b"d"], run_id.decode() if run_id else None)
 
-    async def _read(self, name: str, after: str | None, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
+    async def _latest(self, name: str) -> Event | None:
+        # Not XREAD's "$": entries arriving between two blocking reads would be lost.
+        entries = await self._async().xrevrange(KEY_PREFIX + name, count=1)
+        return self._event(*entries[0]) if entries else None
+
+    async def _read(self, name: str, after: str, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
         client, key = self._async(), KEY_PREFIX + name
-        if after is None:
-            # "Only new events": start at the current last entry; "$" would lose entries
-            # that arrive between two blocking reads.
-            latest = await client.xrevrange(key, count=1)
-            after = latest[0][0].decode() if latest else "0-0"
         cursor = after
         block_ms = max(1, int(keepalive * 1000))
         while True:
@@ -340,6 +372,9 @@ class RedisEventBus(EventBus):
                 entry = self._event(entry_id, fields)
                 cursor = entry.id
                 yield entry
+
+    def has_run(self, run_id: str) -> bool:
+        return bool(self.client.exists(KEY_PREFIX + run_stream(run_id)))
 
     def signal_cancel(self, run_id: str, action: str) -> None:
         self.client.publish(f"{KEY_PREFIX}cancel:{run_id}", action)

@@ -32,13 +32,14 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from langgraph.types import Command, Send
 
+from agentserver.asyncdb import database_sync_to_async
 from agentserver.conf import server_settings
 from agentserver.graphs import get_registry
 from agentserver.renderers import dumps, to_jsonable
 from agentserver.events import EventBus, get_event_bus
 from runs.models import ACTIVE_RUN_STATUSES, Run, RunStatus
 from runs.modes import ModeTranslator, langgraph_modes
-from runs.queue import next_queued_run, release_thread
+from runs.queue import lock_threads, next_queued_run, release_thread
 from runs.serializers.runs import run_to_dict
 from runs.webhooks import webhook_payload
 from threads.checkpointer import DjangoCheckpointSaver
@@ -209,7 +210,7 @@ class Attempt:
             return None
         if self.snapshot is None and not self.temporary and cancel_action != "rollback":
             self.snapshot = await self._read_state()
-        return await asyncio.to_thread(self._finish_on_thread, status, error, cancel_action)
+        return await database_sync_to_async(self._finish)(status, error, cancel_action)
 
     async def _supervise(self, watch: Any) -> tuple[str, dict | None, str]:
         """Run the graph until it ends, is cancelled, times out or loses its lease."""
@@ -217,7 +218,7 @@ class Attempt:
         cancel_task = asyncio.create_task(watch.wait())
         try:
             # A cancel recorded before we started listening is read from the database.
-            if await asyncio.to_thread(self._cancel_requested):
+            if await database_sync_to_async(self._cancel_requested)():
                 self.graph_task.cancel()
                 await asyncio.gather(self.graph_task, return_exceptions=True)
                 return RunStatus.INTERRUPTED, None, self.run.cancel_action
@@ -317,12 +318,6 @@ class Attempt:
 
     # ---------------------------------------------------------------------- finish
 
-    def _finish_on_thread(self, status: str, error: dict | None, cancel_action: str) -> RunOutcome | None:
-        try:
-            return self._finish(status, error, cancel_action)
-        finally:
-            connections.close_all()
-
     def _final_thread_fields(self, status: str, error: dict | None) -> dict:
         failed = status in (RunStatus.ERROR, RunStatus.TIMEOUT)
         thread_status = ThreadStatus.ERROR if failed else None
@@ -346,6 +341,7 @@ class Attempt:
 
     def _rollback(self) -> RunOutcome | None:
         with transaction.atomic():
+            lock_threads([self.run.thread_id])
             if not Run.objects.filter(pk=self.run_id, lease_token=self.run.lease_token).exists():
                 return None
             DjangoCheckpointSaver().delete_for_runs([self.run_id])
@@ -369,6 +365,7 @@ def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread
     """The one fenced write that ends an attempt: run status, then the thread's state."""
     now = timezone.now()
     with transaction.atomic():
+        lock_threads([run.thread_id])
         updated = Run.objects.filter(
             pk=run.run_id, lease_token=run.lease_token, status=RunStatus.RUNNING
         ).update(status=status, output=output, error=error, ended_at=now, lease_expires_at=None)

@@ -11,6 +11,12 @@ from threads.models import Thread, ThreadStatus
 from threads.state import refresh_thread_from_checkpoint
 
 
+def lock_threads(thread_ids: list[uuid.UUID]) -> None:
+    """Take the thread row locks first, in id order, in every transaction that writes both
+    threads and runs: admission does, so any other order deadlocks against it."""
+    list(Thread.objects.select_for_update().filter(pk__in=thread_ids).order_by("pk").values_list("pk", flat=True))
+
+
 def next_queued_run(thread_id: uuid.UUID) -> list[str]:
     """The thread's oldest queued run whose start time has come (FIFO by ``created_at``)."""
     run_id = (

@@ -19,7 +19,7 @@ from runs.assistants import resolve_assistant
 from runs.dispatch import dispatch_run
 from agentserver.events import get_event_bus
 from runs.models import ACTIVE_RUN_STATUSES, Assistant, Run, RunStatus
-from runs.queue import next_queued_run, release_thread
+from runs.queue import lock_threads, next_queued_run, release_thread
 from runs.webhooks import WebhookRejected, validate_webhook_url
 from threads.checkpointer import DjangoCheckpointSaver
 from threads.models import Thread, ThreadStatus
@@ -252,6 +252,7 @@ def cancel_runs(runs_query: Any, action: str) -> list[Run]:
     if action not in {"interrupt", "rollback"}:
         action = "interrupt"
     with transaction.atomic():
+        lock_threads(list(runs_query.filter(status__in=ACTIVE_RUN_STATUSES).values_list("thread_id", flat=True)))
         runs = list(runs_query.select_for_update().filter(status__in=ACTIVE_RUN_STATUSES))
         if not runs:
             raise not_found("No matching runs to cancel. Only pending or running runs can be cancelled.")

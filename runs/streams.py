@@ -7,13 +7,14 @@ database, so a run whose end marker was lost (Redis flushed) still ends the resp
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 
+from agentserver.asyncdb import database_sync_to_async
 from agentserver.conf import server_settings
 from agentserver.errors import APIError
 from agentserver.renderers import dumps
@@ -47,7 +48,7 @@ def mode_matches(event: str, modes: set[str]) -> bool:
     return base.startswith("messages") and bool(modes & {"messages", "messages-tuple"})
 
 
-@sync_to_async(thread_sensitive=False)
+@database_sync_to_async
 def _run_state(run_id: str) -> Run | None:
     return Run.objects.filter(pk=run_id).first()
 
@@ -109,13 +110,25 @@ async def output_stream(run_id: str, *, after: str | None, cancel_on_disconnect:
     yield dumps(output)
 
 
-@sync_to_async(thread_sensitive=False)
+async def until_stopped(run_id: str) -> AsyncIterator[bytes]:
+    """The (empty) body of a cancel answer, complete once the run has stopped: after it,
+    no node of the run starts. Bounded, in case the worker is gone (the sweep ends it)."""
+    try:
+        async with asyncio.timeout(server_settings.CANCEL_WAIT_SECONDS):
+            async for _ in _events(run_id, None):
+                pass
+    except TimeoutError:
+        pass
+    yield b""
+
+
+@database_sync_to_async
 def stored_output(run_id: str) -> Any:
     run = Run.objects.filter(pk=run_id).first()
     return run_output(run) if run is not None else {}
 
 
-@sync_to_async(thread_sensitive=False)
+@database_sync_to_async
 def cancel_quietly(run_id: str) -> None:
     """``on_disconnect=cancel``: the client went away; stop the run if it is still going."""
     try:

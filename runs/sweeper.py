@@ -17,7 +17,7 @@ from agentserver.conf import server_settings
 from runs.dispatch import dispatch_run
 from agentserver.events import get_event_bus
 from runs.models import ACTIVE_RUN_STATUSES, Run, RunStatus
-from runs.queue import next_queued_run, release_thread
+from runs.queue import lock_threads, next_queued_run, release_thread
 from threads.checkpointer import DjangoCheckpointSaver
 from threads.models import Thread, ThreadStatus
 
@@ -51,6 +51,7 @@ def _fail_exhausted(runs: QuerySet[Run]) -> int:
             "message": f"Run gave up after {run.attempt} attempts: its worker stopped responding.",
         }
         with transaction.atomic():
+            lock_threads([run.thread_id])
             updated = Run.objects.filter(pk=run.pk, lease_token=run.lease_token, status=RunStatus.RUNNING).update(
                 status=RunStatus.ERROR, error=error, output={"__error__": error}, ended_at=timezone.now()
             )
@@ -65,6 +66,7 @@ def _finish_orphaned_cancels(runs: QuerySet[Run]) -> int:
     done = 0
     for run in runs:
         with transaction.atomic():
+            lock_threads([run.thread_id])
             if run.cancel_action == "rollback":
                 DjangoCheckpointSaver().delete_for_runs([str(run.run_id)])
                 updated = Run.objects.filter(pk=run.pk, lease_token=run.lease_token).delete()[0]

@@ -1,10 +1,13 @@
-"""Routes of the runs app: assistants, runs on threads, stateless runs."""
+"""Routes of the runs app: assistants, runs on threads, stateless runs, thread streams and the
+v2 protocol (HTTP here, the websocket in ``websocket_urlpatterns``)."""
 
 from __future__ import annotations
 
-from django.urls import path
+from channels.security.websocket import WebsocketDenier
+from django.urls import path, re_path
 
-from runs.views import assistants, runs
+from runs.consumers import ThreadEventsConsumer
+from runs.views import assistants, runs, threads
 
 urlpatterns = [
     # Assistants (api-reference §1.2)
@@ -36,4 +39,14 @@ urlpatterns = [
     path("runs/batch", runs.BatchRunsView.as_view()),
     path("runs/cancel", runs.BulkCancelView.as_view()),
     path("runs/<str:run_id>/stream", runs.JoinStreamView.as_view()),
+    # Thread stream (§2.7) and the v2 event-streaming protocol (§2.10)
+    path("threads/<str:thread_id>/stream", threads.ThreadStreamView.as_view()),
+    path("threads/<str:thread_id>/commands", threads.ThreadCommandsView.as_view()),
+    path("threads/<str:thread_id>/stream/events", threads.ThreadEventsView.as_view()),
+]
+
+# Websocket routes, served by agentserver.asgi behind origin validation.
+websocket_urlpatterns = [
+    path("threads/<str:thread_id>/stream/events", ThreadEventsConsumer.as_asgi()),
+    re_path(r"", WebsocketDenier.as_asgi()),
 ]

@@ -274,20 +274,3 @@ def refresh_thread_from_checkpoint(
     return write_thread_state(
         thread.thread_id, snapshot, status_if_done=status_if_done, status=status, error=error
     )
-
-
-async def arefresh_thread_from_checkpoint(
-    thread_id: uuid.UUID | str,
-    graph: Pregel,
-    *,
-    status_if_done: str = ThreadStatus.IDLE,
-    status: str | None = None,
-    error: Any = KEEP,
-) -> str:
-    """``refresh_thread_from_checkpoint`` for async code that already holds the built graph (the executor).
-
-    The UPDATE runs off the shared thread-sensitive executor so runs in one process do not queue on it.
-    """
-    snapshot = await graph.aget_state(state_config(thread_id))
-    write = sync_to_async(write_thread_state, thread_sensitive=False)
-    return await write(thread_id, snapshot, status_if_done=status_if_done, status=status, error=error)

@@ -19,7 +19,7 @@ from agentserver.errors import not_found, parse_uuid, unprocessable
 from agentserver.params import query_bool, query_int, query_list
 from agentserver.validation import validated
 from runs import services, streams
-from agentserver.events import normalise_last_id
+from agentserver.events import get_event_bus, normalise_last_id
 from runs.models import Run, RunStatus
 from runs.serializers.runs import (
     RUN_FIELDS,
@@ -183,14 +183,16 @@ class JoinStreamView(APIView):
         if thread_id is not None:
             runs = runs.filter(thread_id=parse_uuid(thread_id, "thread"))
         run = runs.first()
-        if run is None:
+        # A finished stateless run is gone from the database with its temporary thread,
+        # but its retained events can still be replayed.
+        if run is None and (thread_id is not None or not get_event_bus().has_run(str(rid))):
             raise not_found("Run not found")
         query = request.query_params
         last_id = request.headers.get("Last-Event-ID")
         body = streams.sse_stream(
             str(rid),
             after=normalise_last_id(last_id),
-            with_ids=bool(run.kwargs.get("resumable")),
+            with_ids=run is None or bool(run.kwargs.get("resumable")),
             modes=set(query_list(query, "stream_mode")),
             cancel_on_disconnect=query_bool(query, "cancel_on_disconnect"),
         )
@@ -207,7 +209,7 @@ class CancelRunView(APIView):
         action = query.get("action") or "interrupt"
         services.cancel_runs(Run.objects.filter(pk=rid, thread_id=tid), action)
         if not query_bool(query, "wait"):
-            return Response(status=202)
+            return StreamingHttpResponse(streams.until_stopped(str(rid)), status=202)
         run = Run.objects.filter(pk=rid).first()
         if run is None:  # rolled back: nothing left to wait for
             return Response(None)

@@ -1,0 +1,201 @@
+"""Run options of §3.3-§3.7 and concurrent double-texting, through the SDK on both deployments."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+from langgraph_sdk.errors import ConflictError
+
+from tests.live import LiveServer
+
+CHAIN = [f"n{i}" for i in range(10)]
+
+
+async def test_after_seconds_delays_the_start(client) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    run = await client.runs.create(tid, "echo", input={"items": ["later"]}, after_seconds=1)
+    await asyncio.sleep(0.5)
+    assert (await client.runs.get(tid, run["run_id"]))["status"] == "pending"
+    assert (await client.threads.get(tid))["status"] == "busy"
+    assert (await client.runs.join(tid, run["run_id"]))["items"] == ["later", "echo:later"]
+
+
+async def test_checkpoint_forks_history(client) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    await client.runs.wait(tid, "echo", input={"items": ["a"]})
+    fork_point = (await client.threads.get_state(tid))["checkpoint"]["checkpoint_id"]
+    await client.runs.wait(tid, "echo", input={"items": ["b"]})
+    forked = await client.runs.wait(tid, "echo", input={"items": ["c"]}, checkpoint={"checkpoint_id": fork_point})
+    assert forked["items"] == ["a", "echo:a", "c", "echo:c"]
+    replayed = await client.runs.wait(tid, "echo", input={"items": ["d"]}, checkpoint_id=fork_point)
+    assert replayed["items"] == ["a", "echo:a", "d", "echo:d"]
+
+
+async def test_static_breakpoints_then_continue(client) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    first = await client.runs.wait(tid, "chain10", input={"items": ["s"]}, interrupt_before=["n3"])
+    assert first["items"] == ["s", "n0", "n1", "n2"]
+    assert (await client.threads.get(tid))["status"] == "interrupted"
+    assert (await client.threads.get_state(tid))["next"] == ["n3"]
+    rest = await client.runs.wait(tid, "chain10", input=None)
+    assert rest["items"] == ["s", *CHAIN]
+    after_all = await client.runs.wait(
+        (await client.threads.create())["thread_id"], "chain10", input={"items": ["x"]}, interrupt_after="*"
+    )
+    assert after_all["items"] == ["x", "n0"]
+
+
+async def test_command_goto_and_update_match_local_langgraph(client) -> None:
+    """A run's Command behaves exactly as the same Command given to the graph in-process."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
+
+    from tests.graphs.graphs import chain10
+
+    local = chain10.copy(update={"checkpointer": InMemorySaver()})
+    config = {"configurable": {"thread_id": "local"}}
+    local.invoke({"items": ["s"]}, config, interrupt_before=["n3"])
+    expected = local.invoke(Command(goto="n8", update={"items": ["jump"]}), config)
+
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    await client.runs.wait(tid, "chain10", input={"items": ["s"]}, interrupt_before=["n3"])
+    result = await client.runs.wait(tid, "chain10", command={"goto": "n8", "update": {"items": ["jump"]}})
+    assert result["items"] == expected["items"]
+    assert "jump" in result["items"] and result["items"][-1] == "n9"
+
+
+async def test_node_retry_policy(client) -> None:
+    key = f"flaky-{uuid.uuid4()}"
+    result = await client.runs.wait(None, "flaky", input={"items": [key]})
+    assert result["items"] == [key, "ok after 3"]
+
+
+async def test_durability_exit_writes_fewer_checkpoints(client) -> None:
+    lengths = {}
+    for durability in ("sync", "exit"):
+        thread = await client.threads.create()
+        result = await client.runs.wait(thread["thread_id"], "chain10", input={"items": ["x"]}, durability=durability)
+        assert result["items"] == ["x", *CHAIN]
+        lengths[durability] = len(await client.threads.get_history(thread["thread_id"], limit=100))
+    assert lengths["exit"] < lengths["sync"]
+
+
+async def test_factory_graph_reads_the_run_config(client) -> None:
+    result = await client.runs.wait(
+        None, "configurable", input={"items": []}, config={"configurable": {"greeting": "bonjour"}}
+    )
+    assert result["items"] == ["bonjour"]
+
+
+async def test_wait_sends_keepalive_newlines(server: LiveServer, client) -> None:
+    thread = await client.threads.create()
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        response = await http.post(
+            f"/threads/{thread['thread_id']}/runs/wait",
+            json={"assistant_id": "block", "input": {"items": ["block:6"]}},
+        )
+    assert response.status_code == 200
+    assert response.text.startswith("\n")
+    assert response.json()["items"][-1] == "unblocked"
+    assert response.headers["location"].endswith("/join")
+
+
+async def test_delete_batch_and_bulk_cancel(server: LiveServer, client) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    done = await client.runs.create(tid, "echo", input={"items": ["x"]})
+    await client.runs.join(tid, done["run_id"])
+    busy = await client.runs.create(tid, "slow", input={"items": ["sleep:1"]})
+    await asyncio.sleep(0.2)
+    with pytest.raises(ConflictError):
+        await client.runs.delete(tid, busy["run_id"])
+    await client.runs.cancel_many(thread_id=tid, run_ids=[busy["run_id"]])
+    await client.runs.join(tid, busy["run_id"])
+    assert (await client.runs.get(tid, busy["run_id"]))["status"] == "interrupted"
+    await client.runs.delete(tid, done["run_id"])
+    assert done["run_id"] not in [r["run_id"] for r in await client.runs.list(tid)]
+
+    batch = await client.runs.create_batch(
+        [{"assistant_id": "echo", "input": {"items": [str(i)]}} for i in range(3)]
+    )
+    assert len(batch) == 3
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        for i, run in enumerate(batch):
+            # GET /runs/{rid}/stream: the stateless join the reference advertises but lacks.
+            response = await http.get(f"/runs/{run['run_id']}/stream", headers={"Last-Event-ID": "-1"})
+            assert response.text.startswith("event: metadata")
+            assert f'"echo:{i}"' in response.text
+
+
+async def test_cancel_stops_the_graph_before_its_next_node(server: LiveServer, client) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    run = await client.runs.create(tid, "slow", input={"items": ["sleep:0.3"]}, stream_mode="custom")
+    await asyncio.sleep(0.45)
+    await client.runs.cancel(tid, run["run_id"])
+    assert (await client.runs.get(tid, run["run_id"]))["status"] == "interrupted"
+    started = [p async for p in client.runs.join_stream(tid, run["run_id"], last_event_id="-1") if p.event == "custom"]
+    await asyncio.sleep(0.7)
+    again = [p async for p in client.runs.join_stream(tid, run["run_id"], last_event_id="-1") if p.event == "custom"]
+    assert len(again) == len(started) < 5
+
+
+async def _admit_concurrently(client, tid: str, strategy: str, count: int = 20, graph: str = "echo") -> list:
+    async def one(i: int):
+        items = ["sleep:0.5"] if graph == "slow" else [f"m{i}"]
+        try:
+            return await client.runs.create(tid, graph, input={"items": items}, multitask_strategy=strategy)
+        except ConflictError as exc:
+            return exc
+
+    return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+async def test_twenty_concurrent_rejects_admit_one(client) -> None:
+    thread = await client.threads.create()
+    # Slow runs: the admitted one is still in flight while the other 19 arrive.
+    results = await _admit_concurrently(client, thread["thread_id"], "reject", graph="slow")
+    admitted = [r for r in results if isinstance(r, dict)]
+    assert len(admitted) == 1
+    assert sum(isinstance(r, ConflictError) for r in results) == 19
+
+
+async def test_twenty_concurrent_enqueues_run_one_at_a_time(client) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    results = await _admit_concurrently(client, tid, "enqueue")
+    for run in results:
+        await client.runs.join(tid, run["run_id"])
+    items = (await client.threads.get_state(tid))["values"]["items"]
+    assert len(items) == 40
+    assert all(items[k + 1] == f"echo:{items[k]}" for k in range(0, 40, 2))
+    assert {r["status"] for r in await client.runs.list(tid, limit=50)} == {"success"}
+
+
+@pytest.mark.parametrize("strategy", ["interrupt", "rollback"])
+async def test_twenty_concurrent_interrupts_leave_the_last_one(client, strategy: str) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    first = await client.runs.create(tid, "slow", input={"items": ["sleep:1"]})
+    await asyncio.sleep(0.3)
+    results = await _admit_concurrently(client, tid, strategy, graph="slow")
+    for run in results:
+        try:
+            await client.runs.join(tid, run["run_id"])
+        except httpx.HTTPStatusError as gone:  # rolled back: deleted with its checkpoints
+            assert strategy == "rollback" and gone.response.status_code == 404
+    runs = await client.runs.list(tid, limit=50)
+    statuses = [r["status"] for r in runs]
+    assert statuses.count("success") == 1
+    if strategy == "interrupt":
+        assert statuses.count("interrupted") == 20
+    else:
+        assert len(runs) == 1 and first["run_id"] not in [r["run_id"] for r in runs]
+    assert (await client.threads.get(tid))["status"] == "idle"
