@@ -67,10 +67,12 @@ DEFAULTS: dict[str, Any] = {
 
 
 def _from_environment(name: str, default: Any) -> Any:
-    """``AGENTSERVER_<NAME>`` overrides a numeric or boolean default (twelve-factor)."""
+    """``AGENTSERVER_<NAME>`` overrides a default (twelve-factor), parsed as its type."""
     raw = os.environ.get(f"AGENTSERVER_{name}")
-    if raw is None or callable(default) or isinstance(default, str):
+    if raw is None or callable(default):
         return default
+    if isinstance(default, str):
+        return raw
     try:
         if isinstance(default, bool):
             return raw.strip().lower() in {"1", "true", "yes", "on"}

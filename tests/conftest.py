@@ -7,6 +7,9 @@ from langgraph_sdk import get_client, get_sync_client
 
 from tests.live import LiveServer
 
+# The webhook receiver fixture (a real HTTP server).
+pytest_plugins = ["tests.receiver"]
+
 
 @pytest.fixture(scope="session", params=["prod", "dev"])
 def server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
