@@ -67,7 +67,7 @@ class Heartbeat:
 HEARTBEAT = Heartbeat()
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
+def id_key(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
 
@@ -113,6 +113,10 @@ class EventBus:
         raise NotImplementedError
 
     async def _latest(self, stream: str) -> Event | None:
+        raise NotImplementedError
+
+    async def oldest(self, run_id: str) -> Event | None:
+        """The oldest retained event of a run (a replay checks it for gaps)."""
         raise NotImplementedError
 
     def publish(self, run_id: str, event: str, data: bytes, *, thread_id: str | None = None) -> str:
@@ -260,19 +264,24 @@ class MemoryEventBus(EventBus):
             stream = self.streams.get(name)
             return stream.events[-1] if stream and stream.events else None
 
+    async def oldest(self, run_id: str) -> Event | None:
+        with self.lock:
+            stream = self.streams.get(run_stream(run_id))
+            return stream.events[0] if stream and stream.events else None
+
     async def _read(self, name: str, after: str, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
         loop = asyncio.get_running_loop()
-        cursor = _id_key(after)
+        cursor = id_key(after)
         while True:
             with self.lock:
                 stream = self._stream(name)
-                fresh = [e for e in stream.events if _id_key(e.id) > cursor]
+                fresh = [e for e in stream.events if id_key(e.id) > cursor]
                 future = None
                 if not fresh:
                     future = loop.create_future()
                     stream.waiters.append((loop, future))
             for entry in fresh:
-                cursor = _id_key(entry.id)
+                cursor = id_key(entry.id)
                 yield entry
             if future is not None:
                 try:
@@ -357,6 +366,10 @@ class RedisEventBus(EventBus):
     async def _latest(self, name: str) -> Event | None:
         # Not XREAD's "$": entries arriving between two blocking reads would be lost.
         entries = await self._async().xrevrange(KEY_PREFIX + name, count=1)
+        return self._event(*entries[0]) if entries else None
+
+    async def oldest(self, run_id: str) -> Event | None:
+        entries = await self._async().xrange(KEY_PREFIX + run_stream(run_id), count=1)
         return self._event(*entries[0]) if entries else None
 
     async def _read(self, name: str, after: str, keepalive: float) -> AsyncIterator[Event | Heartbeat]:

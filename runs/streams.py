@@ -18,7 +18,7 @@ from agentserver.asyncdb import database_sync_to_async
 from agentserver.conf import server_settings
 from agentserver.errors import APIError
 from agentserver.renderers import dumps
-from agentserver.events import HEARTBEAT, Event, get_event_bus
+from agentserver.events import HEARTBEAT, Event, id_key, get_event_bus
 from runs.models import ACTIVE_RUN_STATUSES, Run
 from runs.services import cancel_runs, run_output
 
@@ -27,6 +27,9 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 HEARTBEAT_FRAME = b": heartbeat\r\n\r\n"
+EXPIRED_ERROR = orjson.dumps(
+    {"error": "StreamExpired", "message": "Some events of this run are no longer retained; the replay is incomplete."}
+)
 
 
 def sse_frame(event: str, data: bytes, event_id: str | None = None) -> bytes:
@@ -80,6 +83,12 @@ async def sse_stream(
     """The SSE body of ``/stream`` and of a stream join."""
     finished = False
     try:
+        gap = await replay_gap(run_id, after) if after is not None else None
+        if gap is not None:
+            yield sse_frame("error", EXPIRED_ERROR)
+            if gap == "expired":
+                finished = True
+                return
         async for item in _events(run_id, after):
             if item is None:
                 yield HEARTBEAT_FRAME
@@ -89,6 +98,17 @@ async def sse_stream(
     finally:
         if not finished and cancel_on_disconnect:
             await cancel_quietly(run_id)
+
+
+async def replay_gap(run_id: str, after: str) -> str | None:
+    """Why a replay after ``after`` cannot be exact: "expired" (the finished run's events
+    are gone) or "trimmed" (the oldest are gone; a retained stream starts with ``metadata``)."""
+    oldest = await get_event_bus().oldest(run_id)
+    if oldest is None:
+        return "expired" if await run_is_over(run_id) else None
+    if oldest.event != "metadata" and id_key(oldest.id) > id_key(after):
+        return "trimmed"
+    return None
 
 
 async def output_stream(run_id: str, *, after: str | None, cancel_on_disconnect: bool = False) -> AsyncIterator[bytes]:

@@ -120,13 +120,27 @@ class LiveServer:
         return self
 
     def start_web(self) -> None:
-        self.web = self._spawn(
-            "web",
-            [
-                sys.executable, "-m", "uvicorn", "agentserver.asgi:application",
-                "--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "off", "--log-level", "warning",
-            ],
-        )
+        self.web = self._spawn("web", self._uvicorn(self.port))
+
+    def _uvicorn(self, port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "uvicorn", "agentserver.asgi:application",
+            "--host", "127.0.0.1", "--port", str(port), "--lifespan", "off", "--log-level", "warning",
+        ]
+
+    def start_extra_web(self) -> str:
+        """Another web process on the same database and Redis; returns its base URL."""
+        port = free_port()
+        self.worker_procs.append(self._spawn(f"web-{port}", self._uvicorn(port)))
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"extra web process not ready:\n{self.logs()}")
 
     def start_worker(self, concurrency: int = 8) -> subprocess.Popen:
         proc = self._spawn(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from django.db import close_old_connections
 from django.http import StreamingHttpResponse
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -41,7 +42,14 @@ def _run_paths(run: Run, *, stateless: bool) -> tuple[str, str]:
     return base, f"{base}/stream"
 
 
+def _release_connection() -> None:
+    """A streamed response outlives its view: hand the database connection back now rather
+    than when the stream ends (the body reads the database through its own short calls)."""
+    close_old_connections()
+
+
 def sse_response(body: AsyncIterator[bytes], *, location: str, content_location: str | None = None) -> StreamingHttpResponse:
+    _release_connection()
     response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
     for name, value in streams.SSE_HEADERS.items():
         response[name] = value
@@ -52,6 +60,7 @@ def sse_response(body: AsyncIterator[bytes], *, location: str, content_location:
 
 
 def output_response(body: AsyncIterator[bytes], *, location: str, content_location: str | None = None) -> StreamingHttpResponse:
+    _release_connection()
     response = StreamingHttpResponse(body, content_type="application/json")
     response["Location"] = location
     if content_location:
@@ -209,6 +218,7 @@ class CancelRunView(APIView):
         action = query.get("action") or "interrupt"
         services.cancel_runs(Run.objects.filter(pk=rid, thread_id=tid), action)
         if not query_bool(query, "wait"):
+            _release_connection()
             return StreamingHttpResponse(streams.until_stopped(str(rid)), status=202)
         run = Run.objects.filter(pk=rid).first()
         if run is None:  # rolled back: nothing left to wait for

@@ -1,0 +1,128 @@
+"""Streams that survive what networks do: other web processes, cut connections, expiry, load."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from langgraph_sdk import get_client
+
+from tests.live import LiveServer
+
+NODES = [f"n{i}" for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LiveServer]:
+    """Production setup with two web processes and events kept for two seconds after a run."""
+    live = LiveServer(mode="prod", extra_env={"AGENTSERVER_STREAM_TTL_SECONDS": "2"}).start()
+    live.second_url = live.start_extra_web()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+async def clients(cluster: LiveServer) -> AsyncIterator[tuple]:
+    async with get_client(url=cluster.url, api_key=None) as one, get_client(url=cluster.second_url, api_key=None) as two:
+        yield one, two
+
+
+class CuttingProxy:
+    """A TCP proxy that cuts its first connection after ``cut_after`` bytes from the server."""
+
+    def __init__(self, target_port: int, cut_after: int) -> None:
+        self.target_port, self.cut_after = target_port, cut_after
+        self.connections = 0
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        cut = self.cut_after if self.connections == 1 else None
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(reader, writer, limit):
+            sent = 0
+            try:
+                while chunk := await reader.read(4096):
+                    if limit is not None and sent + len(chunk) > limit:
+                        writer.write(chunk[: limit - sent])
+                        await writer.drain()
+                        break
+                    writer.write(chunk)
+                    sent += len(chunk)
+                    await writer.drain()
+            except ConnectionError:
+                pass
+            finally:
+                writer.close()
+
+        await asyncio.gather(
+            pipe(client_reader, server_writer, None), pipe(server_reader, client_writer, cut), return_exceptions=True
+        )
+        server_writer.close()
+        client_writer.close()
+
+
+async def test_start_on_one_web_process_join_and_cancel_on_another(clients) -> None:
+    one, two = clients
+    thread = await one.threads.create()
+    tid = thread["thread_id"]
+    run = await one.runs.create(tid, "slow", input={"items": ["sleep:0.3"]}, stream_mode="updates")
+    joined = [p async for p in two.runs.join_stream(tid, run["run_id"], last_event_id="-1")]
+    assert [next(iter(p.data)) for p in joined if p.event == "updates"] == [f"s{i}" for i in range(5)]
+    second = await one.runs.create(tid, "slow", input={"items": ["sleep:1"]})
+    await asyncio.sleep(0.5)
+    await two.runs.cancel(tid, second["run_id"])
+    assert (await one.runs.get(tid, second["run_id"]))["status"] == "interrupted"
+
+
+async def test_sdk_reconnects_after_a_cut_and_sees_each_event_once(cluster: LiveServer) -> None:
+    async with get_client(url=cluster.url, api_key=None) as direct:
+        thread = await direct.threads.create()
+    proxy = CuttingProxy(cluster.port, cut_after=800)
+    url = await proxy.start()
+    async with get_client(url=url, api_key=None) as client:
+        parts = [
+            part
+            async for part in client.runs.stream(
+                thread["thread_id"], "slow", input={"items": ["sleep:0.2"]}, stream_mode="updates",
+                stream_resumable=True,
+            )
+        ]
+    proxy.server.close()
+    assert proxy.connections >= 2  # the cut stream, then the resumed one
+    ids = [p.id for p in parts]
+    assert len(ids) == len(set(ids))
+    assert [next(iter(p.data)) for p in parts if p.event == "updates"] == [f"s{i}" for i in range(5)]
+    assert [p.event for p in parts].count("metadata") == 1
+
+
+async def test_join_after_events_expired_gets_an_error_frame(clients) -> None:
+    one, _ = clients
+    thread = await one.threads.create()
+    tid = thread["thread_id"]
+    parts = [p async for p in one.runs.stream(tid, "echo", input={"items": ["e"]}, stream_resumable=True)]
+    run_id = parts[0].data["run_id"]
+    await asyncio.sleep(3)
+    late = [p async for p in one.runs.join_stream(tid, run_id, last_event_id="-1")]
+    assert [p.event for p in late] == ["error"]
+    assert late[0].data["error"] == "StreamExpired"
+
+
+async def test_hundred_concurrent_streams_lose_and_repeat_nothing(server: LiveServer, client) -> None:
+    async def one_stream(i: int) -> list:
+        return [
+            p async for p in client.runs.stream(None, "chain10", input={"items": [str(i)]}, stream_mode="updates")
+        ]
+
+    results = await asyncio.gather(*(one_stream(i) for i in range(100)))
+    run_ids = set()
+    for parts in results:
+        assert parts[0].event == "metadata"
+        run_ids.add(parts[0].data["run_id"])
+        assert [next(iter(p.data)) for p in parts[1:]] == NODES
+    assert len(run_ids) == 100
