@@ -11,14 +11,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
-from django.db import connection, transaction
-from django.db.models import JSONField, Max, Q, QuerySet, Value
-from django.db.models.fields.json import KeyTransform
+from django.db import transaction
+from django.db.models import Max, QuerySet
 from langgraph.pregel import Pregel
 from pydantic import create_model
 
 from agentserver.errors import APIError, bad_request, conflict, not_found, parse_uuid, unprocessable
 from agentserver.graphs import LoadedGraph, default_assistant_id, get_registry
+from agentserver.jsonquery import json_contains
 from crons.models import Cron
 from runs.models import Assistant, AssistantVersion, Run
 from threads.models import Checkpoint, CheckpointBlob, CheckpointWrite, Thread
@@ -71,28 +71,6 @@ def loaded_graph(graph_id: str) -> LoadedGraph:
     if graph_id not in registry:
         raise not_found(f"Graph '{graph_id}' not found")
     return registry.get(graph_id)
-
-
-def json_contains(field: str, value: dict[str, Any]) -> Q:
-    """``field @> value`` as a filter: jsonb containment where the database has it.
-
-    SQLite has no containment operator, so there objects are matched key by key
-    (recursively) and every other value must be equal.
-    """
-    if connection.features.supports_json_field_contains:
-        return Q(**{f"{field}__contains": value})
-    return _key_by_key(field, value)
-
-
-def _key_by_key(lhs: Any, value: dict[str, Any]) -> Q:
-    condition = Q()
-    for key, item in value.items():
-        path = KeyTransform(str(key), lhs)
-        if isinstance(item, dict) and item:
-            condition &= _key_by_key(path, item)
-        else:
-            condition &= Q(path.get_lookup("exact")(path, Value(item, output_field=JSONField())))
-    return condition
 
 
 # ---------------------------------------------------------------- create, update, delete

@@ -10,14 +10,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
-from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 from langchain_core.utils.uuid import uuid7
 
 from agentserver.config import get_config
 from agentserver.errors import conflict, not_found, parse_uuid, unprocessable
+from agentserver.jsonquery import json_contains
 from threads.checkpointer import DjangoCheckpointSaver
 from threads.models import Thread, ThreadStatus
 from threads.serializers import select_thread_fields, thread_wire
@@ -169,33 +169,6 @@ def prune_threads(thread_ids: list[Any], strategy: str = "delete") -> int:
 # ------------------------------------------------------------------ search
 
 
-def _contains(queryset: QuerySet[Thread], field: str, value: dict[str, Any]) -> QuerySet[Thread]:
-    """JSON containment: Postgres ``@>``; elsewhere key-wise equality (nested objects recursed).
-
-    Keys become aliased KeyTransforms rather than ``field__key`` lookups, so a key such as
-    "contains" or "a__b" is matched literally.
-    """
-    if connection.features.supports_json_field_contains:
-        return queryset.filter(**{f"{field}__contains": value})
-    for path, expected in _leaves(value, ()):
-        transform: Any = field
-        for key in path:
-            transform = KeyTransform(key, transform)
-        name = f"_{field}_{len(queryset.query.annotations)}"
-        queryset = queryset.alias(**{name: transform}).filter(**{name: expected})
-    return queryset
-
-
-def _leaves(value: dict[str, Any], prefix: tuple[str, ...]) -> list[tuple[tuple[str, ...], Any]]:
-    leaves: list[tuple[tuple[str, ...], Any]] = []
-    for key, expected in value.items():
-        if isinstance(expected, dict) and expected:
-            leaves.extend(_leaves(expected, (*prefix, str(key))))
-        else:
-            leaves.append(((*prefix, str(key)), expected))
-    return leaves
-
-
 def filter_threads(
     *,
     ids: list[Any] | None = None,
@@ -207,9 +180,9 @@ def filter_threads(
     if ids:
         queryset = queryset.filter(pk__in=[parse_uuid(tid, "thread") for tid in ids])
     if metadata:
-        queryset = _contains(queryset, "metadata", metadata)
+        queryset = queryset.filter(json_contains("metadata", metadata))
     if values:
-        queryset = _contains(queryset, "values", values)
+        queryset = queryset.filter(json_contains("values", values))
     if status:
         queryset = queryset.filter(status=status)
     return queryset

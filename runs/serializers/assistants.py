@@ -148,17 +148,6 @@ class SetLatestSerializer(serializers.Serializer):
     version = serializers.IntegerField(min_value=1, max_value=MAX_INT)
 
 
-def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
-    """Validate a body (422 on failure) and drop fields sent as ``null``."""
-    if isinstance(data, dict):
-        data = {key: value for key, value in data.items() if value is not None}
-    elif data is None:
-        data = {}
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
 def parse_xray(raw: str | None) -> bool | int:
     """``xray`` is a boolean or a positive depth; anything else is a 422."""
     text = (raw or "").strip()

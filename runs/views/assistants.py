@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from agentserver.pagination import paginated_response
 from agentserver.params import query_bool
+from agentserver.validation import validated
 from runs import assistants as service
 from runs.serializers.assistants import (
     AssistantCreateSerializer,
@@ -26,7 +27,6 @@ from runs.serializers.assistants import (
     SetLatestSerializer,
     assistant_data,
     parse_xray,
-    validated,
     version_data,
 )
 
@@ -37,14 +37,14 @@ LIST_OF_OBJECTS = {"type": "array", "items": {"type": "object"}}
 class AssistantCreateView(APIView):
     @extend_schema(request=AssistantCreateSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request) -> Response:
-        fields = validated(AssistantCreateSerializer, request.data)
+        fields = validated(AssistantCreateSerializer, request.data, null_is_absent=True)
         return Response(assistant_data(service.create_assistant(**fields)))
 
 
 class AssistantSearchView(APIView):
     @extend_schema(request=AssistantSearchSerializer, responses={200: LIST_OF_OBJECTS})
     def post(self, request: Request) -> Response:
-        query = validated(AssistantSearchSerializer, request.data)
+        query = validated(AssistantSearchSerializer, request.data, null_is_absent=True)
         select = query.pop("select", None)
         found, total = service.search_assistants(**query)
         return paginated_response(
@@ -58,7 +58,7 @@ class AssistantSearchView(APIView):
 class AssistantCountView(APIView):
     @extend_schema(request=AssistantFilterSerializer, responses=OpenApiTypes.INT)
     def post(self, request: Request) -> Response:
-        query = validated(AssistantFilterSerializer, request.data)
+        query = validated(AssistantFilterSerializer, request.data, null_is_absent=True)
         return Response(service.count_assistants(**query))
 
 
@@ -69,7 +69,7 @@ class AssistantDetailView(APIView):
 
     @extend_schema(request=AssistantPatchSerializer, responses=OpenApiTypes.OBJECT)
     def patch(self, request: Request, assistant_id: str) -> Response:
-        changes = validated(AssistantPatchSerializer, request.data)
+        changes = validated(AssistantPatchSerializer, request.data, null_is_absent=True)
         return Response(assistant_data(service.update_assistant(assistant_id, changes)))
 
     @extend_schema(responses={204: None})
@@ -104,7 +104,7 @@ class AssistantSubgraphsView(APIView):
 class AssistantVersionsView(APIView):
     @extend_schema(request=PageSerializer, responses={200: LIST_OF_OBJECTS})
     def post(self, request: Request, assistant_id: str) -> Response:
-        query: dict[str, Any] = validated(PageSerializer, request.data)
+        query: dict[str, Any] = validated(PageSerializer, request.data, null_is_absent=True)
         versions = service.list_versions(assistant_id, **query)
         return Response([version_data(version) for version in versions])
 
@@ -112,5 +112,5 @@ class AssistantVersionsView(APIView):
 class AssistantLatestView(APIView):
     @extend_schema(request=SetLatestSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, assistant_id: str) -> Response:
-        version = validated(SetLatestSerializer, request.data)["version"]
+        version = validated(SetLatestSerializer, request.data, null_is_absent=True)["version"]
         return Response(assistant_data(service.set_latest_version(assistant_id, version)))
