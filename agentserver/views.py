@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import langgraph.version
 from django.db import connection
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-
-import langgraph.version
 
 import agentserver
 from agentserver.params import query_bool

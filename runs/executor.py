@@ -34,9 +34,9 @@ from langgraph.types import Command, Send
 
 from agentserver.asyncdb import database_sync_to_async
 from agentserver.conf import server_settings
+from agentserver.events import EventBus, get_event_bus
 from agentserver.graphs import get_registry
 from agentserver.renderers import dumps, to_jsonable
-from agentserver.events import EventBus, get_event_bus
 from runs.models import ACTIVE_RUN_STATUSES, Run, RunStatus
 from runs.modes import ModeTranslator, langgraph_modes
 from runs.queue import lock_threads, next_queued_run, release_thread

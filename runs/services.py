@@ -15,9 +15,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from agentserver.errors import APIError, bad_request, conflict, not_found, unprocessable
+from agentserver.events import get_event_bus
 from runs.assistants import resolve_assistant
 from runs.dispatch import dispatch_run
-from agentserver.events import get_event_bus
 from runs.models import ACTIVE_RUN_STATUSES, Assistant, Run, RunStatus
 from runs.queue import lock_threads, next_queued_run, release_thread
 from runs.webhooks import WebhookRejected, validate_webhook_url

@@ -17,8 +17,8 @@ import orjson
 from agentserver.asyncdb import database_sync_to_async
 from agentserver.conf import server_settings
 from agentserver.errors import APIError
+from agentserver.events import HEARTBEAT, Event, get_event_bus, id_key
 from agentserver.renderers import dumps
-from agentserver.events import HEARTBEAT, Event, id_key, get_event_bus
 from runs.models import ACTIVE_RUN_STATUSES, Run
 from runs.services import cancel_runs, run_output
 

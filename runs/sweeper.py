@@ -14,8 +14,8 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from agentserver.conf import server_settings
-from runs.dispatch import dispatch_run
 from agentserver.events import get_event_bus
+from runs.dispatch import dispatch_run
 from runs.models import ACTIVE_RUN_STATUSES, Run, RunStatus
 from runs.queue import lock_threads, next_queued_run, release_thread
 from threads.checkpointer import DjangoCheckpointSaver

@@ -17,10 +17,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agentserver.errors import not_found, parse_uuid, unprocessable
+from agentserver.events import get_event_bus, normalise_last_id
 from agentserver.params import query_bool, query_int, query_list
 from agentserver.validation import validated
 from runs import services, streams
-from agentserver.events import get_event_bus, normalise_last_id
 from runs.models import Run, RunStatus
 from runs.serializers.runs import (
     RUN_FIELDS,

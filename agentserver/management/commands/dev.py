@@ -17,8 +17,8 @@ from typing import Any
 
 import uvicorn
 from django.core.management import call_command
-from django.db import connections
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 
 from agentserver.conf import server_settings
 from runs.sweeper import sweep_runs
