@@ -88,17 +88,60 @@ def normalise_last_id(last_id: str | None) -> str | None:
 class CancelWatch:
     """Delivers a cancel signal for one run to the executor's event loop."""
 
-    def __init__(self) -> None:
-        self.action: str | None = None
+    def __init__(self, router: CancelRouter, run_id: str) -> None:
+        self.router, self.run_id = router, run_id
+        self.loop = asyncio.get_running_loop()
+        self.future: asyncio.Future = self.loop.create_future()
 
-    async def start(self) -> None:
-        """Begin listening; a signal sent after this returns is not missed."""
+    def deliver(self, action: str) -> None:
+        self.loop.call_soon_threadsafe(lambda: self.future.done() or self.future.set_result(action))
 
     async def wait(self) -> str:
-        raise NotImplementedError
+        return await self.future
 
-    async def aclose(self) -> None:
-        pass
+    def close(self) -> None:
+        self.router.forget(self)
+
+
+class CancelRouter:
+    """Routes cancel signals to the watches of this process's runs.
+
+    A signal that arrives just before its run's watch is registered is remembered for a
+    minute, so the race between claiming a run and listening for its cancel loses nothing.
+    """
+
+    REMEMBER_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.watches: dict[str, list[CancelWatch]] = {}
+        self.recent: dict[str, tuple[str, float]] = {}
+
+    def watch(self, run_id: str) -> CancelWatch:
+        watch = CancelWatch(self, run_id)
+        with self.lock:
+            self.watches.setdefault(run_id, []).append(watch)
+            early = self.recent.get(run_id)
+        if early is not None:
+            watch.deliver(early[0])
+        return watch
+
+    def forget(self, watch: CancelWatch) -> None:
+        with self.lock:
+            watches = self.watches.get(watch.run_id, [])
+            if watch in watches:
+                watches.remove(watch)
+            if not watches:
+                self.watches.pop(watch.run_id, None)
+
+    def deliver(self, run_id: str, action: str) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.recent = {r: v for r, v in self.recent.items() if v[1] > now - self.REMEMBER_SECONDS}
+            self.recent[run_id] = (action, now)
+            watches = list(self.watches.get(run_id, []))
+        for watch in watches:
+            watch.deliver(action)
 
 
 class EventBus:
@@ -172,9 +215,11 @@ class EventBus:
         raise NotImplementedError
 
     def signal_cancel(self, run_id: str, action: str) -> None:
+        """Tell whichever process executes the run to stop it."""
         raise NotImplementedError
 
     def watch_cancel(self, run_id: str) -> CancelWatch:
+        """Listen for the run's cancel signal (call from the executor's event loop)."""
         raise NotImplementedError
 
 
@@ -198,34 +243,11 @@ class _MemoryStream:
         return f"{self.last_ms}-{self.seq}"
 
 
-class _MemoryCancelWatch(CancelWatch):
-    def __init__(self, bus: MemoryEventBus, run_id: str) -> None:
-        super().__init__()
-        self.bus, self.run_id = bus, run_id
-        self.loop = asyncio.get_running_loop()
-        self.future: asyncio.Future = self.loop.create_future()
-
-    def deliver(self, action: str) -> None:
-        self.action = action
-        self.loop.call_soon_threadsafe(lambda: self.future.done() or self.future.set_result(action))
-
-    async def wait(self) -> str:
-        return await self.future
-
-    async def aclose(self) -> None:
-        with self.bus.lock:
-            watches = self.bus.watches.get(self.run_id, [])
-            if self in watches:
-                watches.remove(self)
-            if not watches:
-                self.bus.watches.pop(self.run_id, None)
-
-
 class MemoryEventBus(EventBus):
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.streams: dict[str, _MemoryStream] = {}
-        self.watches: dict[str, list[_MemoryCancelWatch]] = {}
+        self.cancels = CancelRouter()
 
     def _stream(self, name: str) -> _MemoryStream:
         stream = self.streams.get(name)
@@ -295,41 +317,45 @@ class MemoryEventBus(EventBus):
             return bool(stream and stream.events)
 
     def signal_cancel(self, run_id: str, action: str) -> None:
-        with self.lock:
-            watches = list(self.watches.get(run_id, []))
-        for watch in watches:
-            watch.deliver(action)
+        self.cancels.deliver(run_id, action)
 
     def watch_cancel(self, run_id: str) -> CancelWatch:
-        watch = _MemoryCancelWatch(self, run_id)
-        with self.lock:
-            self.watches.setdefault(run_id, []).append(watch)
-        return watch
+        return self.cancels.watch(run_id)
 
 
 # ----------------------------------------------------------------------------- redis
 
 
-class _RedisCancelWatch(CancelWatch):
-    def __init__(self, url: str, run_id: str) -> None:
-        super().__init__()
-        self.client = aredis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT)
-        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        self.channel = f"{KEY_PREFIX}cancel:{run_id}"
+class _RedisCancelListener:
+    """One pub/sub connection per process, for the cancel signals of all its runs."""
 
-    async def start(self) -> None:
-        await self.pubsub.subscribe(self.channel)
+    PATTERN = f"{KEY_PREFIX}cancel:*"
 
-    async def wait(self) -> str:
+    def __init__(self, url: str, router: CancelRouter) -> None:
+        self.url, self.router = url, router
+        self.pubsub = self._subscribe()  # before returning: later signals are not missed
+        threading.Thread(target=self._listen, name="agentserver-cancels", daemon=True).start()
+
+    def _subscribe(self) -> Any:
+        pubsub = redis.Redis.from_url(self.url).pubsub(ignore_subscribe_messages=True)
+        pubsub.psubscribe(self.PATTERN)
+        return pubsub
+
+    def _listen(self) -> None:
         while True:
-            message = await self.pubsub.get_message(timeout=10)
-            if message and message.get("type") == "message":
-                self.action = message["data"].decode()
-                return self.action
-
-    async def aclose(self) -> None:
-        await self.pubsub.aclose()
-        await self.client.aclose()
+            try:
+                for message in self.pubsub.listen():
+                    if message["type"] == "pmessage":
+                        run_id = message["channel"].decode().rsplit(":", 1)[1]
+                        self.router.deliver(run_id, message["data"].decode())
+            except redis.RedisError:
+                # Redis went away: signals sent meanwhile are lost, but the heartbeat
+                # also finds cancels recorded in the database.
+                time.sleep(1)
+                try:
+                    self.pubsub = self._subscribe()
+                except redis.RedisError:
+                    continue
 
 
 class RedisEventBus(EventBus):
@@ -338,6 +364,9 @@ class RedisEventBus(EventBus):
         self.client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT)
         # One async client per event loop: redis.asyncio connections are bound to a loop.
         self._async_clients: dict[asyncio.AbstractEventLoop, aredis.Redis] = {}
+        self.cancels = CancelRouter()
+        self._listener: _RedisCancelListener | None = None
+        self._listener_lock = threading.Lock()
 
     def _async(self) -> aredis.Redis:
         loop = asyncio.get_running_loop()
@@ -393,7 +422,10 @@ class RedisEventBus(EventBus):
         self.client.publish(f"{KEY_PREFIX}cancel:{run_id}", action)
 
     def watch_cancel(self, run_id: str) -> CancelWatch:
-        return _RedisCancelWatch(self.url, run_id)
+        with self._listener_lock:
+            if self._listener is None:
+                self._listener = _RedisCancelListener(self.url, self.cancels)
+        return self.cancels.watch(run_id)
 
 
 @lru_cache(maxsize=None)

@@ -20,21 +20,23 @@ Claim and lease, step by step:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 from langgraph.types import Command, Send
 
 from agentserver.asyncdb import database_sync_to_async
 from agentserver.conf import server_settings
-from agentserver.events import EventBus, get_event_bus
+from agentserver.events import CancelWatch, EventBus, get_event_bus
 from agentserver.graphs import get_registry
 from agentserver.renderers import dumps, to_jsonable
 from runs.models import ACTIVE_RUN_STATUSES, Run, RunStatus
@@ -101,7 +103,7 @@ def claim_run(run_id: str) -> Run | None:
     )
     if not claimed:
         return None
-    return Run.objects.select_related("thread").get(pk=run_id)
+    return Run.objects.get(pk=run_id)
 
 
 def renew_lease(run_id: str, token: uuid.UUID) -> bool:
@@ -112,26 +114,31 @@ def renew_lease(run_id: str, token: uuid.UUID) -> bool:
     )
 
 
+def heartbeat_check(run_id: str, token: uuid.UUID) -> str:
+    """Renew the lease; answer "ok", "cancel" (a cancel is recorded) or "lost"."""
+    if Run.objects.filter(pk=run_id, lease_token=token, status=RunStatus.RUNNING, cancel_action="").update(
+        lease_expires_at=timezone.now() + timedelta(seconds=server_settings.LEASE_SECONDS)
+    ):
+        return "ok"
+    cancelled = Run.objects.filter(pk=run_id, lease_token=token, status=RunStatus.RUNNING).exclude(cancel_action="")
+    action = cancelled.values_list("cancel_action", flat=True).first()
+    return "lost" if action is None else action
+
+
 class FencedCheckpointSaver(DjangoCheckpointSaver):
-    """Our checkpointer, refusing every write once the attempt's lease is lost."""
+    """Our checkpointer, refusing every write once the attempt's lease is lost: the lease is
+    renewed inside the write's own transaction, so a stale worker writes nothing."""
 
     def __init__(self, run_id: str, token: uuid.UUID) -> None:
         super().__init__()
         self.run_id, self.token = run_id, token
 
-    def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
-        with transaction.atomic():
-            self._check_lease()
-            return super().put(config, checkpoint, metadata, new_versions)
-
-    def put_writes(self, config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
-        with transaction.atomic():
-            self._check_lease()
-            super().put_writes(config, writes, task_id, task_path)
-
-    def _check_lease(self) -> None:
-        if not renew_lease(self.run_id, self.token):
-            raise LeaseLost(f"run {self.run_id}: lease lost, write refused")
+    @contextlib.contextmanager
+    def write_transaction(self) -> Iterator[None]:
+        with super().write_transaction():
+            if not renew_lease(self.run_id, self.token):
+                raise LeaseLost(f"run {self.run_id}: lease lost, write refused")
+            yield
 
 
 # ------------------------------------------------------------------------- execute
@@ -184,6 +191,9 @@ class Attempt:
         self.translator = ModeTranslator(self.requested, subgraphs=bool(self.kwargs.get("subgraphs")))
         self.lost = False
         self.last_values: Any = None
+        # The state is read back only when the run paused (interrupt or breakpoint) or did
+        # not finish normally; otherwise the last values chunk is the thread's state.
+        self.needs_state = False
         self.snapshot: Any = None
         self.heartbeat_stop = threading.Event()
         self.graph_task: asyncio.Task | None = None
@@ -196,33 +206,27 @@ class Attempt:
     async def execute(self) -> RunOutcome | None:
         loop = asyncio.get_running_loop()
         watch = self.bus.watch_cancel(self.run_id)
-        await watch.start()
-        heartbeat = threading.Thread(target=self._heartbeat, args=(loop,), daemon=True)
+        heartbeat = threading.Thread(target=self._heartbeat, args=(loop, watch), daemon=True)
         heartbeat.start()
         try:
             self.publish("metadata", {"run_id": self.run_id, "attempt": self.run.attempt})
             status, error, cancel_action = await self._supervise(watch)
         finally:
             self.heartbeat_stop.set()
-            await watch.aclose()
+            watch.close()
         if self.lost:
             logger.warning("Run %s lost its lease; this attempt stops without writing", self.run_id)
             return None
-        if self.snapshot is None and not self.temporary and cancel_action != "rollback":
+        if self.needs_state and not self.temporary and cancel_action != "rollback":
             self.snapshot = await self._read_state()
         return await database_sync_to_async(self._finish)(status, error, cancel_action)
 
-    async def _supervise(self, watch: Any) -> tuple[str, dict | None, str]:
+    async def _supervise(self, watch: CancelWatch) -> tuple[str, dict | None, str]:
         """Run the graph until it ends, is cancelled, times out or loses its lease."""
         self.graph_task = asyncio.create_task(self._run_graph())
         cancel_task = asyncio.create_task(watch.wait())
+        timeout = server_settings.RUN_TIMEOUT_SECONDS
         try:
-            # A cancel recorded before we started listening is read from the database.
-            if await database_sync_to_async(self._cancel_requested)():
-                self.graph_task.cancel()
-                await asyncio.gather(self.graph_task, return_exceptions=True)
-                return RunStatus.INTERRUPTED, None, self.run.cancel_action
-            timeout = server_settings.RUN_TIMEOUT_SECONDS
             done, _ = await asyncio.wait(
                 {self.graph_task, cancel_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
@@ -231,6 +235,7 @@ class Attempt:
         if self.graph_task not in done:
             self.graph_task.cancel()
             await asyncio.gather(self.graph_task, return_exceptions=True)
+            self.needs_state = True
             if cancel_task in done and not cancel_task.cancelled():
                 return RunStatus.INTERRUPTED, None, cancel_task.result() or "interrupt"
             error = {"error": "TimeoutError", "message": f"Run exceeded {timeout} seconds"}
@@ -242,25 +247,25 @@ class Attempt:
             return RunStatus.ERROR, None, ""
         if exc is None:
             return RunStatus.SUCCESS, None, ""
+        self.needs_state = True
         error = error_payload(exc)
         self.publish("error", error)
         return RunStatus.ERROR, error, ""
 
-    def _cancel_requested(self) -> bool:
-        try:
-            self.run.cancel_action = Run.objects.values_list("cancel_action", flat=True).get(pk=self.run_id)
-        except Run.DoesNotExist:
-            self.run.cancel_action = "rollback"
-        return bool(self.run.cancel_action)
-
-    def _heartbeat(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _heartbeat(self, loop: asyncio.AbstractEventLoop, watch: CancelWatch) -> None:
+        """Renew the lease on its own thread; also catch cancels whose signal was lost."""
         try:
             while not self.heartbeat_stop.wait(server_settings.HEARTBEAT_SECONDS):
-                if not renew_lease(self.run_id, self.run.lease_token):
+                verdict = heartbeat_check(self.run_id, self.run.lease_token)
+                if verdict == "ok":
+                    continue
+                if verdict == "lost":
                     self.lost = True
                     if self.graph_task is not None:
                         loop.call_soon_threadsafe(self.graph_task.cancel)
-                    return
+                else:
+                    watch.deliver(verdict)
+                return
         finally:
             connections.close_all()
 
@@ -288,12 +293,13 @@ class Attempt:
             else:
                 chunks = graph.astream(graph_input(self.kwargs), config, **options)
             async for namespace, mode, chunk in chunks:
-                if mode == "values" and not namespace:
-                    self.last_values = chunk
+                if not namespace:
+                    if mode == "values":
+                        self.last_values = chunk
+                    elif mode == "updates" and "__interrupt__" in chunk:
+                        self.needs_state = True
                 for event, payload in self.translator.translate(namespace, mode, chunk):
                     self.publish(event, payload)
-            if not self.temporary:
-                self.snapshot = await graph.aget_state(config)
 
     async def _chunks_and_events(self, graph: Any, config: dict, options: dict) -> Any:
         """``events`` mode: LangChain's astream_events; the root graph's own stream
@@ -318,26 +324,27 @@ class Attempt:
 
     # ---------------------------------------------------------------------- finish
 
-    def _final_thread_fields(self, status: str, error: dict | None) -> dict:
+    def _final_thread_fields(self, status: str, error: dict | None, values: Any) -> dict:
         failed = status in (RunStatus.ERROR, RunStatus.TIMEOUT)
         thread_status = ThreadStatus.ERROR if failed else None
-        if self.snapshot is None:
-            return {"status": thread_status or ThreadStatus.IDLE, "error": error, "state_updated_at": timezone.now()}
-        return thread_state_fields(self.snapshot, status=thread_status, error=error)
-
-    def _output(self, status: str, error: dict | None) -> Any:
-        if error is not None:
-            return {"__error__": error}
-        return to_jsonable(self.last_values) if self.last_values is not None else None
+        if self.snapshot is not None:
+            return thread_state_fields(self.snapshot, status=thread_status, error=error)
+        fields = {"status": thread_status or ThreadStatus.IDLE, "error": error, "state_updated_at": timezone.now()}
+        if values is not None:
+            fields.update(values=values, interrupts={})
+        return fields
 
     def _finish(self, status: str, error: dict | None, cancel_action: str) -> RunOutcome | None:
         if cancel_action == "rollback":
             return self._rollback()
-        output = self._output(status, error)
-        thread_fields = self._final_thread_fields(status, error)
-        if not finish_run(self.run, status, output=output, error=error, thread_fields=thread_fields):
-            return None
-        return self._after_commit(status, output, error)
+        values = to_jsonable(self.last_values) if self.last_values is not None else None
+        output = {"__error__": error} if error is not None else values
+        if self.temporary:
+            finished = finish_temporary_run(self.run)
+        else:
+            thread_fields = self._final_thread_fields(status, error, values)
+            finished = finish_run(self.run, status, output=output, error=error, thread_fields=thread_fields)
+        return self._after_commit(status, output, error) if finished else None
 
     def _rollback(self) -> RunOutcome | None:
         with transaction.atomic():
@@ -352,8 +359,6 @@ class Attempt:
 
     def _after_commit(self, status: str, output: Any, error: dict | None) -> RunOutcome:
         self.bus.end(self.run_id, {"status": status, "output": output}, thread_id=self.thread_stream)
-        if self.temporary:
-            Thread.objects.filter(pk=self.run.thread_id).delete()
         outcome = RunOutcome(next_run_ids=[] if self.temporary else next_queued_run(self.run.thread_id))
         webhook = self.kwargs.get("webhook")
         if webhook:
@@ -362,19 +367,29 @@ class Attempt:
 
 
 def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread_fields: dict) -> bool:
-    """The one fenced write that ends an attempt: run status, then the thread's state."""
+    """The fenced write that ends an attempt, in two statements: the thread's state (busy
+    while other runs are queued; updating it first takes its lock in admission's order),
+    then the run, conditioned on the attempt's token. A stale attempt rolls both back."""
     now = timezone.now()
+    others = Run.objects.filter(thread_id=OuterRef("pk"), status__in=ACTIVE_RUN_STATUSES).exclude(pk=run.run_id)
+    fields = {**thread_fields, "updated_at": now}
+    fields["status"] = Case(When(Exists(others), then=Value(ThreadStatus.BUSY)), default=Value(fields["status"]))
     with transaction.atomic():
-        lock_threads([run.thread_id])
-        updated = Run.objects.filter(
-            pk=run.run_id, lease_token=run.lease_token, status=RunStatus.RUNNING
-        ).update(status=status, output=output, error=error, ended_at=now, lease_expires_at=None)
+        Thread.objects.filter(pk=run.thread_id).update(**fields)
+        updated = Run.objects.filter(pk=run.run_id, lease_token=run.lease_token, status=RunStatus.RUNNING).update(
+            status=status, output=output, error=error, ended_at=now, lease_expires_at=None
+        )
         if not updated:
+            transaction.set_rollback(True)
+    return bool(updated)
+
+
+def finish_temporary_run(run: Run) -> bool:
+    """A stateless run's thread (and with it the run) is deleted once the attempt is over."""
+    with transaction.atomic():
+        if not Run.objects.filter(pk=run.run_id, lease_token=run.lease_token, status=RunStatus.RUNNING).delete()[0]:
             return False
-        others = Run.objects.filter(thread_id=run.thread_id, status__in=ACTIVE_RUN_STATUSES).exists()
-        if others:
-            thread_fields = {**thread_fields, "status": ThreadStatus.BUSY}
-        Thread.objects.filter(pk=run.thread_id).update(**{"updated_at": now, **thread_fields})
+        Thread.objects.filter(pk=run.thread_id).delete()
     return True
 
 

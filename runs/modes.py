@@ -18,8 +18,9 @@ LANGGRAPH_NATIVE = {"values", "updates", "custom", "tasks", "checkpoints", "debu
 
 
 def langgraph_modes(requested: list[str]) -> list[str]:
-    """Modes asked of LangGraph: those behind the requested ones, plus values for the output."""
-    modes = {"values"}
+    """Modes asked of LangGraph: those behind the requested ones, plus values (the output)
+    and updates (they show when the run paused at an interrupt or breakpoint)."""
+    modes = {"values", "updates"}
     for mode in requested:
         if mode in LANGGRAPH_NATIVE:
             modes.add(mode)

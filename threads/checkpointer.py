@@ -252,7 +252,7 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
             # Postgres JSONB rejects NUL characters.
             metadata=_strip_nul(get_serializable_checkpoint_metadata(config, metadata)),
         )
-        with transaction.atomic(using=self.using):
+        with self.write_transaction():
             self._objects(CheckpointBlob).bulk_create(blobs, ignore_conflicts=True)
             self._objects(Checkpoint).bulk_create(
                 [row],
@@ -308,7 +308,7 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
                 special[write.idx] = write  # one row per key: an upsert can't touch a row twice
             else:
                 regular.append(write)
-        with transaction.atomic(using=self.using):
+        with self.write_transaction():
             self._objects(CheckpointWrite).bulk_create(regular, ignore_conflicts=True)
             self._objects(CheckpointWrite).bulk_create(
                 list(special.values()),
@@ -550,6 +550,11 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
             return base._pool[1]
 
     # ---------------------------------------------------------------- helpers
+
+    def write_transaction(self) -> transaction.Atomic:
+        """The transaction of ``put`` and ``put_writes``; subclasses may add a guard to it
+        (the run executor checks its lease there, so a stale worker writes nothing)."""
+        return transaction.atomic(using=self.using)
 
     def _objects(self, model: type[models.Model]) -> models.QuerySet[Any]:
         return model._default_manager.using(self.using).all()
