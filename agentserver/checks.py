@@ -6,8 +6,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
-from agentserver.conf import server_settings
+from agentserver.conf import DEFAULTS, server_settings
 from agentserver.config import ConfigError, get_config
 
 DEVELOPMENT_KEY = "agentserver-insecure-development-key"
@@ -16,6 +17,15 @@ DEVELOPMENT_KEY = "agentserver-insecure-development-key"
 @register()
 def check_agent_server_settings(app_configs: Any = None, **kwargs: Any) -> list:
     problems = []
+    for name in DEFAULTS:
+        try:
+            getattr(server_settings, name)
+        except ImproperlyConfigured as exc:
+            problems.append(
+                Error(str(exc), hint=f"Fix AGENT_SERVER['{name}'] or AGENTSERVER_{name}.", id="agentserver.E007")
+            )
+    if problems:
+        return problems
     dispatcher = server_settings.DISPATCHER
     if dispatcher not in {"celery", "inprocess"}:
         problems.append(

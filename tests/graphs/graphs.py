@@ -6,6 +6,7 @@ State is ``{"items": list[str]}`` with an append reducer, so each test can check
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import operator
 import os
 import time
@@ -138,3 +139,16 @@ def make_configurable(config: dict) -> StateGraph:
         return {"items": [greeting]}
 
     return StateGraph(State).add_node("greet", greet).add_edge(START, "greet").add_edge("greet", END)
+
+
+@contextlib.asynccontextmanager
+async def make_managed(config: dict):
+    """An async context-manager factory: resources opened for the run, closed after it."""
+    yield echo
+
+
+def _env(state: State) -> dict:
+    return {"items": [os.environ.get("AGENTSERVER_TEST_ENV", "unset")]}
+
+
+env = StateGraph(State).add_node("env", _env).add_edge(START, "env").add_edge("env", END)
