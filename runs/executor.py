@@ -10,8 +10,8 @@ Claim and lease, step by step:
    thread running or queued ahead of it. It bumps ``attempt`` and issues a fresh
    ``lease_token``. No row updated, no execution: duplicate messages are no-ops.
 2. A heartbeat thread renews the lease every ``HEARTBEAT_SECONDS``, so a node that blocks
-   for minutes does not look dead. Checkpoint writes renew it too, in the same transaction
-   as the write (``FencedCheckpointSaver``).
+   for minutes does not look dead. Checkpoint writes check the lease in the same
+   transaction as the write (``FencedCheckpointSaver``).
 3. Every write after the claim names the token. A worker that lost its lease (paused past
    it, partitioned) finds zero rows to update: its checkpoints and its finish are refused,
    and the attempt stops.
@@ -106,14 +106,6 @@ def claim_run(run_id: str) -> Run | None:
     return Run.objects.get(pk=run_id)
 
 
-def renew_lease(run_id: str, token: uuid.UUID) -> bool:
-    return bool(
-        Run.objects.filter(pk=run_id, lease_token=token, status=RunStatus.RUNNING).update(
-            lease_expires_at=timezone.now() + timedelta(seconds=server_settings.LEASE_SECONDS)
-        )
-    )
-
-
 def heartbeat_check(run_id: str, token: uuid.UUID) -> str:
     """Renew the lease; answer "ok", "cancel" (a cancel is recorded) or "lost"."""
     if Run.objects.filter(pk=run_id, lease_token=token, status=RunStatus.RUNNING, cancel_action="").update(
@@ -125,9 +117,22 @@ def heartbeat_check(run_id: str, token: uuid.UUID) -> str:
     return "lost" if action is None else action
 
 
+def holds_lease(run_id: str, token: uuid.UUID, using: str = "default") -> bool:
+    """Inside a transaction: whether this attempt still owns the run, keeping it so until
+    commit (FOR SHARE: a takeover's claim waits for us, while concurrent writes of this
+    attempt do not wait for each other; SQLite serialises writers anyway)."""
+    owned = Run.objects.using(using).filter(pk=run_id, lease_token=token, status=RunStatus.RUNNING)
+    sql, params = owned.values_list("pk").query.sql_with_params()
+    if connections[using].vendor == "postgresql":
+        sql += " FOR SHARE"
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() is not None
+
+
 class FencedCheckpointSaver(DjangoCheckpointSaver):
-    """Our checkpointer, refusing every write once the attempt's lease is lost: the lease is
-    renewed inside the write's own transaction, so a stale worker writes nothing."""
+    """Our checkpointer, refusing every write once the attempt's lease is lost: ownership
+    is checked inside the write's own transaction, so a stale worker writes nothing."""
 
     def __init__(self, run_id: str, token: uuid.UUID) -> None:
         super().__init__()
@@ -136,7 +141,7 @@ class FencedCheckpointSaver(DjangoCheckpointSaver):
     @contextlib.contextmanager
     def write_transaction(self) -> Iterator[None]:
         with super().write_transaction():
-            if not renew_lease(self.run_id, self.token):
+            if not holds_lease(self.run_id, self.token, self.using):
                 raise LeaseLost(f"run {self.run_id}: lease lost, write refused")
             yield
 
