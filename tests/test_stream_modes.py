@@ -162,3 +162,36 @@ async def test_on_disconnect(server: LiveServer, client, on_disconnect: str, exp
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
     assert (await client.runs.get(tid, run["run_id"]))["status"] == expected
+
+
+async def test_join_filters_accept_every_list_spelling(server: LiveServer, client) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    parts = await collect(
+        client, tid, "slow", input={"items": ["sleep:0"]}, stream_mode=["updates", "custom", "values"],
+        stream_resumable=True,
+    )
+    run_id = parts[0].data["run_id"]
+    path = f"/threads/{tid}/runs/{run_id}/stream"
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        for query in ("?stream_mode=updates&stream_mode=custom", '?stream_mode=["updates","custom"]',
+                      "?stream_mode=updates,custom"):
+            body = (await http.get(path + query, headers={"Last-Event-ID": "-1"})).text
+            names = {line.split(": ", 1)[1] for line in body.splitlines() if line.startswith("event: ")}
+            assert names == {"metadata", "updates", "custom"}, (query, names)
+
+
+async def test_cancel_on_disconnect_of_a_join(server: LiveServer, client) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    run = await client.runs.create(tid, "slow", input={"items": ["sleep:0.4"]}, stream_mode="custom")
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        async with http.stream(
+            "GET", f"/threads/{tid}/runs/{run['run_id']}/stream?cancel_on_disconnect=true",
+            headers={"Last-Event-ID": "-1"},
+        ) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("event: custom"):
+                    break
+    await client.runs.join(tid, run["run_id"])
+    assert (await client.runs.get(tid, run["run_id"]))["status"] == "interrupted"
