@@ -27,7 +27,8 @@ import orjson
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from runs.protocol import commands
-from runs.protocol.source import EventFilter, InvalidFilter, parse_since, protocol_events, thread_exists
+from runs.protocol.source import EventFilter, InvalidFilter, parse_since, protocol_events
+from runs.threadstream import thread_exists
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 
 import orjson
-from asgiref.sync import sync_to_async
 
+from agentserver.asyncdb import database_sync_to_async
 from agentserver.conf import server_settings
 from agentserver.errors import unprocessable
 from agentserver.events import HEARTBEAT, Event, get_event_bus
@@ -39,7 +39,7 @@ def parse_thread_modes(values: Iterable[str]) -> set[str]:
     return modes
 
 
-@sync_to_async(thread_sensitive=False)
+@database_sync_to_async
 def thread_exists(thread_id: uuid.UUID | str) -> bool:
     return Thread.objects.filter(pk=thread_id).exists()
 

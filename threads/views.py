@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from typing import Any
 
 from rest_framework import status
@@ -10,8 +12,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agentserver.errors import parse_uuid
+from agentserver.events import get_event_bus
 from agentserver.pagination import paginated_response
 from agentserver.params import query_bool, query_int, query_list
+from agentserver.renderers import dumps
 from threads import services, state
 from threads.serializers import (
     HistorySerializer,
@@ -27,6 +31,8 @@ from threads.serializers import (
     thread_wire,
     validated,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def _state_select(request: Request) -> list[str]:
@@ -98,15 +104,15 @@ class ThreadStateView(APIView):
     def post(self, request: Request, thread_id: str) -> Response:
         pk = parse_uuid(thread_id, "thread")
         data = validated(StateUpdateSerializer, request.data)
-        return Response(
-            state.update_state(
-                pk,
-                values=data.get("values"),
-                as_node=data.get("as_node"),
-                checkpoint=data.get("checkpoint"),
-                checkpoint_id=data.get("checkpoint_id"),
-            )
+        result = state.update_state(
+            pk,
+            values=data.get("values"),
+            as_node=data.get("as_node"),
+            checkpoint=data.get("checkpoint"),
+            checkpoint_id=data.get("checkpoint_id"),
         )
+        _publish_state_update(pk)
+        return Response(result)
 
 
 class ThreadStateAtIdView(APIView):
@@ -147,6 +153,18 @@ class ThreadHistoryView(APIView):
         before = request.query_params.get("before") or None
         history = state.get_history(thread, limit=limit, before=before)
         return Response([select_state_fields(item, _state_select(request)) for item in history])
+
+
+def _publish_state_update(thread_id: uuid.UUID) -> None:
+    """``state_update`` on the thread stream (api-reference §2.7), once the update is committed.
+
+    Best effort: the update stands even if the notice cannot be sent.
+    """
+    try:
+        payload = {"state": state.get_state(services.get_thread(thread_id)), "thread_id": str(thread_id)}
+        get_event_bus().publish_thread(str(thread_id), "state_update", dumps(payload))
+    except Exception:
+        logger.exception("Could not publish the state update of thread %s", thread_id)
 
 
 def _state_response(request: Request, thread_id: str, **at: Any) -> Response:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from rest_framework.exceptions import ValidationError
 
+from agentserver.asyncdb import database_sync_to_async
 from agentserver.errors import APIError, flatten_validation_errors
 from agentserver.validation import validated
 from runs import services
@@ -79,8 +79,8 @@ async def handle_command(thread_id: str, command: dict, *, headers: dict[str, st
 
 
 def _db(func: Any) -> Any:
-    """ORM work off the event loop, on a thread of its own (not Django's single sync thread)."""
-    return sync_to_async(_as_command_errors(func), thread_sensitive=False)
+    """ORM work off the event loop (a shared pool, not Django's single sync thread)."""
+    return database_sync_to_async(_as_command_errors(func))
 
 
 def _as_command_errors(func: Any) -> Any:
@@ -178,6 +178,8 @@ def respond(thread_id: str, params: dict, headers: dict[str, str]) -> dict:
     if thread is None or not assistant_id:
         raise CommandError("no_such_run", "No interrupted run is bound to this thread.")
     if not thread.runs.filter(status__in=ACTIVE_RUN_STATUSES).exists():
+        # Read after the check: a run's end stores its status and the thread's interrupts together.
+        thread.refresh_from_db(fields=["interrupts"])
         unknown = sorted(set(resume) - _pending_interrupts(thread))
         if unknown:
             raise CommandError("no_such_interrupt", f"Unknown or already-consumed interrupt: {unknown[0]}")

@@ -15,18 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 
+from agentserver.asyncdb import database_sync_to_async
 from agentserver.conf import server_settings
 from agentserver.events import HEARTBEAT, Event, get_event_bus
 from runs.models import Run
 from runs.protocol.translate import ThreadTranslator
 from runs.streams import HEARTBEAT_FRAME, sse_frame
-from threads.models import Thread
+from runs.threadstream import thread_exists
 
 CHANNELS = ("values", "updates", "messages", "tools", "custom", "lifecycle", "input", "tasks", "checkpoints")
 # What a protocol run streams (subgraphs included) for the translation to work from.
-RUN_STREAM_MODES = ["values", "updates", "messages-tuple", "custom", "tasks"]
+RUN_STREAM_MODES = ["values", "updates", "messages-tuple", "custom", "tasks", "checkpoints"]
 # Reading what is stored so far: the first silent interval this long ends the read.
 SNAPSHOT_SILENCE = 0.001
 
@@ -110,15 +110,10 @@ def parse_since(value: Any) -> int | None:
 # ------------------------------------------------------------------------- reading
 
 
-@sync_to_async(thread_sensitive=False)
+@database_sync_to_async
 def _graph_name(run_id: str) -> str:
     kwargs = Run.objects.filter(pk=uuid.UUID(run_id)).values_list("kwargs", flat=True).first() or {}
     return ((kwargs.get("config") or {}).get("configurable") or {}).get("graph_id") or "root"
-
-
-@sync_to_async(thread_sensitive=False)
-def thread_exists(thread_id: str) -> bool:
-    return Thread.objects.filter(pk=thread_id).exists()
 
 
 async def _translate(translator: ThreadTranslator, entry: Event) -> list[dict]:

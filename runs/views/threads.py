@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from asgiref.sync import async_to_sync
+from django.db import close_old_connections
 from django.http import StreamingHttpResponse
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,6 +26,7 @@ from threads.models import Thread
 
 
 def _sse(body: AsyncIterator[bytes], *, location: str | None = None) -> StreamingHttpResponse:
+    close_old_connections()  # the body outlives the view; it reads the database in short calls
     response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
     for name, value in SSE_HEADERS.items():
         response[name] = value

@@ -1,0 +1,250 @@
+"""The saver's SQL: statements on the checkpoint tables, how they are sent, and JSON columns.
+
+Hot paths (``put``, ``put_writes``, ``get_tuple``) skip the ORM: building model instances
+and compiling a query cost more than the database does for these small statements. The
+statements use the models' table and column names and ``INSERT ... ON CONFLICT``, which
+Postgres and SQLite (3.24+) share. On Postgres they go through a server-binding cursor
+(bytes travel as binary, not hex-escaped in the query text) and, several at once, in
+one pipeline: a single round trip, the transaction's ``BEGIN`` included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
+
+from threads.models import Checkpoint, CheckpointBlob, CheckpointWrite
+
+Statement = tuple[str, Sequence[Any]]
+# Rows per INSERT: 9 columns stay under SQLite's historical 999-parameter limit.
+ROWS_PER_INSERT = 100
+CHECKPOINT_COLUMNS = (
+    "thread_id",
+    "checkpoint_ns",
+    "checkpoint_id",
+    "parent_checkpoint_id",
+    "checkpoint",
+    "metadata",
+)
+BLOB_COLUMNS = ("thread_id", "checkpoint_ns", "channel", "version", "type", "blob")
+# The checkpoint's key, the task, then a PendingWrite's fields and its sort key's.
+WRITE_COLUMNS = (
+    "thread_id",
+    "checkpoint_ns",
+    "checkpoint_id",
+    "task_id",
+    "task_path",
+    "idx",
+    "channel",
+    "type",
+    "blob",
+)
+
+
+class Statements:
+    """The SQL of one database vendor, built once from the models' ``_meta``."""
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        quote = connection.ops.quote_name
+        jsonb = "::jsonb" if connection.vendor == "postgresql" else ""
+
+        def table(model: type[Model]) -> str:
+            return quote(model._meta.db_table)
+
+        def columns(model: type[Model], names: Sequence[str]) -> str:
+            return ", ".join(quote(model._meta.get_field(name).column) for name in names)
+
+        checkpoint, blob, write = table(Checkpoint), table(CheckpointBlob), table(CheckpointWrite)
+        checkpoint_key = columns(Checkpoint, ("thread_id", "checkpoint_ns", "checkpoint_id"))
+        created = quote(Checkpoint._meta.get_field("created_at").column)
+        self.upsert_checkpoint = (
+            f"INSERT INTO {checkpoint} ({columns(Checkpoint, CHECKPOINT_COLUMNS)}, {created}) "
+            f"VALUES (%s, %s, %s, %s, %s{jsonb}, %s{jsonb}, CURRENT_TIMESTAMP) "
+            f"ON CONFLICT ({checkpoint_key}) DO UPDATE SET "
+            + _set_excluded(quote, ("checkpoint", "metadata"))
+        )
+        blob_key = columns(CheckpointBlob, ("thread_id", "checkpoint_ns", "channel", "version"))
+        self.insert_blobs = (
+            f"INSERT INTO {blob} ({columns(CheckpointBlob, BLOB_COLUMNS)}) VALUES ",
+            f" ON CONFLICT ({blob_key}) DO NOTHING",
+        )
+        write_key = columns(CheckpointWrite, ("thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"))
+        write_insert = f"INSERT INTO {write} ({columns(CheckpointWrite, WRITE_COLUMNS)}) VALUES "
+        self.insert_writes = (write_insert, f" ON CONFLICT ({write_key}) DO NOTHING")
+        self.upsert_writes = (
+            write_insert,
+            f" ON CONFLICT ({write_key}) DO UPDATE SET "
+            + _set_excluded(quote, ("channel", "type", "blob", "task_path")),
+        )
+        self.select_checkpoint = (
+            f"SELECT {columns(Checkpoint, CHECKPOINT_COLUMNS)} FROM {checkpoint} "
+            "WHERE thread_id = %s AND checkpoint_ns = %s"
+        )
+        self.select_blobs = f"SELECT {columns(CheckpointBlob, BLOB_COLUMNS)} FROM {blob} WHERE "
+        self.select_writes = f"SELECT {columns(CheckpointWrite, WRITE_COLUMNS)} FROM {write} WHERE "
+
+    def inserts(self, statement: tuple[str, str], rows: Sequence[Sequence[Any]]) -> Iterator[Statement]:
+        """Multi-row INSERTs of ``rows`` (none for no rows), ``ROWS_PER_INSERT`` at a time."""
+        head, tail = statement
+        for start in range(0, len(rows), ROWS_PER_INSERT):
+            batch = rows[start : start + ROWS_PER_INSERT]
+            placeholders = "(" + ", ".join(["%s"] * len(batch[0])) + ")"
+            sql = head + ", ".join([placeholders] * len(batch)) + tail
+            yield sql, [value for row in batch for value in row]
+
+    def latest_checkpoint(self, thread_id: str, ns: str, checkpoint_id: str | None) -> Statement:
+        """The checkpoint ``checkpoint_id``, or the latest of the thread and namespace."""
+        if checkpoint_id:
+            return self.select_checkpoint + " AND checkpoint_id = %s", (thread_id, ns, checkpoint_id)
+        return self.select_checkpoint + " ORDER BY checkpoint_id DESC LIMIT 1", (thread_id, ns)
+
+    def blobs(self, wanted: dict[tuple[str, str], set[tuple[str, str]]]) -> Statement:
+        """Blobs of the wanted (channel, version) pairs per (thread, namespace); the IN lists
+        cross channels and versions, so the caller keeps only the exact pairs."""
+        where, params = [], []
+        for (thread_id, ns), pairs in wanted.items():
+            channels, versions = {c for c, _ in pairs}, {v for _, v in pairs}
+            where.append(f"(thread_id = %s AND checkpoint_ns = %s AND channel IN ({_marks(channels)}) "
+                         f"AND version IN ({_marks(versions)}))")
+            params += [thread_id, ns, *channels, *versions]
+        return self.select_blobs + " OR ".join(where), params
+
+    def writes(self, ids: dict[tuple[str, str], set[str]]) -> Statement:
+        """Pending writes of the given checkpoint ids per (thread, namespace)."""
+        where, params = [], []
+        for (thread_id, ns), checkpoint_ids in ids.items():
+            where.append(f"(thread_id = %s AND checkpoint_ns = %s AND checkpoint_id IN ({_marks(checkpoint_ids)}))")
+            params += [thread_id, ns, *checkpoint_ids]
+        return self.select_writes + " OR ".join(where), params
+
+
+def statements(using: str) -> Statements:
+    return _statements(using, connections[using].vendor)
+
+
+@functools.cache
+def _statements(using: str, vendor: str) -> Statements:
+    return Statements(connections[using])
+
+
+def _set_excluded(quote: Any, names: Sequence[str]) -> str:
+    return ", ".join(f"{quote(name)} = EXCLUDED.{quote(name)}" for name in names)
+
+
+def _marks(values: Sequence[Any] | set[Any]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+# ----------------------------------------------------------------- sending
+
+
+def execute(using: str, statements: Sequence[Statement]) -> None:
+    """Run ``statements`` in order; on Postgres in one pipeline (one round trip)."""
+    connection = connections[using]
+    # Even one statement gains: a transaction's deferred BEGIN goes in the same round trip.
+    with _pipeline(connection, True):
+        cursor = _cursor(connection)
+        for sql, params in statements:
+            cursor.execute(sql, params)
+
+
+def fetch_one(using: str, statement: Statement) -> tuple[Any, ...] | None:
+    connection = connections[using]
+    with contextlib.closing(_cursor(connection)) as cursor:
+        cursor.execute(*statement)
+        return cursor.fetchone()
+
+
+def fetch_all(using: str, statements: Sequence[Statement | None]) -> list[list[tuple[Any, ...]]]:
+    """The rows of each statement (none for ``None``); on Postgres pipelined, in binary."""
+    connection = connections[using]
+    cursors = []
+    with _pipeline(connection, len(statements) > 1):
+        for statement in statements:
+            if statement is None:
+                cursors.append(None)
+                continue
+            cursor = _cursor(connection, binary=True)
+            cursor.execute(*statement)
+            cursors.append(cursor)
+        return [cursor.fetchall() if cursor is not None else [] for cursor in cursors]
+
+
+def _cursor(connection: BaseDatabaseWrapper, *, binary: bool = False) -> Any:
+    """A cursor wrapped as Django wraps its own (query logging, execute wrappers, error
+    translation); on Postgres one that binds parameters server-side."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    import psycopg
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    if binary:
+        raw.format = psycopg.pq.Format.BINARY
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
+@contextlib.contextmanager
+def _pipeline(connection: BaseDatabaseWrapper, wanted: bool) -> Iterator[None]:
+    """Postgres pipeline mode around the block: statements are sent without waiting, and
+    their results (and errors, as Django's) arrive at the end of the block."""
+    if not wanted or connection.vendor != "postgresql" or not _pipeline_supported():
+        yield
+        return
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield
+
+
+@functools.cache
+def _pipeline_supported() -> bool:
+    import psycopg
+
+    return psycopg.Pipeline.is_supported()
+
+
+# ------------------------------------------------------------------- JSON
+
+
+def dump_json(value: Any) -> str:
+    """JSON text for a JSON column; ``json`` takes what orjson refuses (integers past 64 bits)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+def dump_metadata(metadata: Any) -> str:
+    """Metadata as JSON without NUL characters, which Postgres JSONB rejects."""
+    text = dump_json(metadata)
+    return dump_json(strip_nul(metadata)) if "\\u0000" in text else text
+
+
+def load_json(value: Any) -> Any:
+    """A JSON column's value; rows SQLite stored before may hold NaN, which orjson refuses."""
+    if not isinstance(value, (str, bytes)):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return json.loads(value)
+
+
+def strip_nul(value: Any) -> Any:
+    """``value`` without NUL characters in any string, key or nested item."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {strip_nul(k): strip_nul(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strip_nul(v) for v in value]
+    return value
