@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ def apply_config(config: ServerConfig) -> None:
         os.environ.setdefault(key, value)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(path: str) -> ServerConfig:
     config = parse_config(Path(path).resolve())
     apply_config(config)

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import orjson
@@ -308,7 +308,7 @@ class MemoryEventBus(EventBus):
             if future is not None:
                 try:
                     await asyncio.wait_for(future, keepalive)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     yield HEARTBEAT
 
     def has_run(self, run_id: str) -> bool:
@@ -428,7 +428,7 @@ class RedisEventBus(EventBus):
         return self.cancels.watch(run_id)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _bus_for(kind: str, url: str) -> EventBus:
     return RedisEventBus(url) if kind == "redis" else MemoryEventBus()
 

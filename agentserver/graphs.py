@@ -16,7 +16,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +156,7 @@ class GraphRegistry:
         return self._graphs[graph_id]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _registry_for(config: ServerConfig) -> GraphRegistry:
     return GraphRegistry(config)
 

@@ -14,7 +14,7 @@ class Assistant(models.Model):
     assistant_id = models.UUIDField(primary_key=True, default=uuid.uuid4)
     graph_id = models.CharField(max_length=255)
     name = models.CharField(max_length=255, default="Untitled")
-    description = models.TextField(null=True, blank=True)
+    description = models.TextField(null=True, blank=True)  # noqa: DJ001 (the API distinguishes null)
     config = models.JSONField(default=dict, blank=True)
     context = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
@@ -38,7 +38,7 @@ class AssistantVersion(models.Model):
     version = models.IntegerField()
     graph_id = models.CharField(max_length=255)
     name = models.CharField(max_length=255)
-    description = models.TextField(null=True, blank=True)
+    description = models.TextField(null=True, blank=True)  # noqa: DJ001 (the API distinguishes null)
     config = models.JSONField(default=dict, blank=True)
     context = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
@@ -48,6 +48,9 @@ class AssistantVersion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["assistant", "version"], name="assistant_version_key")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
 
 
 class RunStatus(models.TextChoices):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import psycopg
@@ -170,7 +170,7 @@ def test_search_sets_pagination_headers(server: LiveServer) -> None:
 def _insert_thread(server: LiveServer, metadata: dict) -> str:
     """Threads made straight in the server's database, so this file does not depend on /threads."""
     thread_id = str(uuid.uuid4())
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stamp = now if server.mode == "prod" else now.strftime("%Y-%m-%d %H:%M:%S.%f")
     row = (thread_id, stamp, stamp, json.dumps(metadata), "{}", "idle", "{}", "")
     sql = (

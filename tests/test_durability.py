@@ -123,7 +123,7 @@ async def test_redis_flushed_while_runs_pending_sweep_recovers(cluster: LiveServ
     runs = [await sdk.runs.create(t["thread_id"], "echo", input={"items": [str(i)]}) for i, t in enumerate(threads)]
     redis.Redis.from_url(cluster.redis_url).flushall()
     cluster.start_worker()
-    for i, (thread, run) in enumerate(zip(threads, runs)):
+    for i, (thread, run) in enumerate(zip(threads, runs, strict=True)):
         result = await asyncio.wait_for(sdk.runs.join(thread["thread_id"], run["run_id"]), 60)
         assert result == {"items": [str(i), f"echo:{i}"]}
 

@@ -26,7 +26,7 @@ async def test_legacy_messages_mode_accumulates_tokens(client) -> None:
     assert metadata_events and partials
     contents = [partial[0]["content"] for partial in partials]
     assert contents[-1] == "You said: hello world"
-    assert all(later.startswith(earlier) for earlier, later in zip(contents, contents[1:]))
+    assert all(later.startswith(earlier) for earlier, later in zip(contents, contents[1:], strict=False))
     message_id = partials[-1][0]["id"]
     assert message_id in metadata_events[0].data
     assert metadata_events[0].data[message_id]["metadata"]["langgraph_node"] == "respond"

@@ -158,3 +158,6 @@ class StoreItem(models.Model):
                 fields=["expires_at"], name="store_expiry_idx", condition=Q(expires_at__isnull=False)
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.key}"

@@ -230,13 +230,6 @@ class HistorySerializer(serializers.Serializer):
         raise serializers.ValidationError("must be a checkpoint id or a checkpoint object with checkpoint_id")
 
 
-def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
-    """Validate ``data`` (422 on failure) and return the known fields; unknown ones are dropped."""
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
 # ------------------------------------------------------------------ wire shapes
 
 

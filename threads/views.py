@@ -16,6 +16,7 @@ from agentserver.events import get_event_bus
 from agentserver.pagination import paginated_response
 from agentserver.params import query_bool, query_int, query_list
 from agentserver.renderers import dumps
+from agentserver.validation import validated
 from threads import services, state
 from threads.serializers import (
     HistorySerializer,
@@ -29,7 +30,6 @@ from threads.serializers import (
     ThreadSearchSerializer,
     select_state_fields,
     thread_wire,
-    validated,
 )
 
 logger = logging.getLogger(__name__)

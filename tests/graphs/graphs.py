@@ -12,11 +12,10 @@ import os
 import time
 from typing import Annotated
 
-from typing_extensions import TypedDict
-
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy, interrupt
+from typing_extensions import TypedDict
 
 
 class State(TypedDict, total=False):
