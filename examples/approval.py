@@ -5,10 +5,9 @@ Resume with ``command={"resume": "yes"}`` (or anything else to reject).
 
 from __future__ import annotations
 
-from typing_extensions import TypedDict
-
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
+from typing_extensions import TypedDict
 
 
 class State(TypedDict, total=False):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import operator
 from typing import Annotated
 
-from typing_extensions import TypedDict
-
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
 
 
 class State(TypedDict, total=False):
