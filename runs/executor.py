@@ -1,36 +1,20 @@
-"""One attempt of a run: claim, execute the graph, publish its events, finish.
+"""One attempt of a run: execute the graph, publish its events, finish.
 
 Called by both dispatchers (a Celery task, or the in-process pool of ``manage.py dev``)
-on a worker thread; each attempt gets its own event loop.
-
-Claim and lease, step by step:
-
-1. ``claim_run`` is one conditional UPDATE: a ``pending`` run whose start time has come,
-   or a ``running`` run whose lease expired (its worker died), and no other run of the
-   thread running or queued ahead of it. It bumps ``attempt`` and issues a fresh
-   ``lease_token``. No row updated, no execution: duplicate messages are no-ops.
-2. A heartbeat thread renews the lease every ``HEARTBEAT_SECONDS``, so a node that blocks
-   for minutes does not look dead. Checkpoint writes check the lease in the same
-   transaction as the write (``FencedCheckpointSaver``).
-3. Every write after the claim names the token. A worker that lost its lease (paused past
-   it, partitioned) finds zero rows to update: its checkpoints and its finish are refused,
-   and the attempt stops.
+on a worker thread, after ``runs.lease.claim_run`` made this worker the run's owner;
+each attempt gets its own event loop. Every write it makes is fenced by the lease token.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models import Case, Exists, OuterRef, Value, When
 from django.utils import timezone
 from langgraph.types import Command, Send
 
@@ -39,6 +23,7 @@ from agentserver.conf import server_settings
 from agentserver.events import CancelWatch, EventBus, get_event_bus
 from agentserver.graphs import get_registry
 from agentserver.renderers import dumps, to_jsonable
+from runs.lease import FencedCheckpointSaver, LeaseLost, claim_run, heartbeat_check
 from runs.models import ACTIVE_RUN_STATUSES, Run, RunStatus
 from runs.modes import ModeTranslator, langgraph_modes
 from runs.queue import lock_threads, next_queued_run, release_thread
@@ -60,90 +45,12 @@ VISIBLE_ERRORS = {
 }
 
 
-class LeaseLost(Exception):
-    """This worker no longer owns the run: another attempt has (or will) take over."""
-
-
 @dataclass
 class RunOutcome:
     """What the dispatcher must do after an attempt."""
 
     next_run_ids: list[str] = field(default_factory=list)
     webhook: tuple[str, dict] | None = None
-
-
-# --------------------------------------------------------------------------- claim
-
-
-def claim_run(run_id: str) -> Run | None:
-    """Take ownership of ``run_id`` for one attempt, or return None (see module docstring)."""
-    now = timezone.now()
-    ahead = (
-        Run.objects.filter(thread_id=OuterRef("thread_id"))
-        .exclude(pk=OuterRef("pk"))
-        .filter(
-            Q(status=RunStatus.RUNNING)
-            | Q(status=RunStatus.PENDING, created_at__lt=OuterRef("created_at"))
-        )
-    )
-    claimable = Q(status=RunStatus.PENDING, created_at__lte=now) | Q(
-        status=RunStatus.RUNNING, lease_expires_at__lt=now
-    )
-    token = uuid.uuid4()
-    claimed = (
-        Run.objects.filter(claimable, pk=run_id, cancel_action="", attempt__lt=server_settings.RUN_MAX_ATTEMPTS)
-        .filter(~Exists(ahead))
-        .update(
-            status=RunStatus.RUNNING,
-            attempt=F("attempt") + 1,
-            lease_token=token,
-            lease_expires_at=now + timedelta(seconds=server_settings.LEASE_SECONDS),
-            started_at=now,
-        )
-    )
-    if not claimed:
-        return None
-    return Run.objects.get(pk=run_id)
-
-
-def heartbeat_check(run_id: str, token: uuid.UUID) -> str:
-    """Renew the lease; answer "ok", "cancel" (a cancel is recorded) or "lost"."""
-    if Run.objects.filter(pk=run_id, lease_token=token, status=RunStatus.RUNNING, cancel_action="").update(
-        lease_expires_at=timezone.now() + timedelta(seconds=server_settings.LEASE_SECONDS)
-    ):
-        return "ok"
-    cancelled = Run.objects.filter(pk=run_id, lease_token=token, status=RunStatus.RUNNING).exclude(cancel_action="")
-    action = cancelled.values_list("cancel_action", flat=True).first()
-    return "lost" if action is None else action
-
-
-def holds_lease(run_id: str, token: uuid.UUID, using: str = "default") -> bool:
-    """Inside a transaction: whether this attempt still owns the run, keeping it so until
-    commit (FOR SHARE: a takeover's claim waits for us, while concurrent writes of this
-    attempt do not wait for each other; SQLite serialises writers anyway)."""
-    owned = Run.objects.using(using).filter(pk=run_id, lease_token=token, status=RunStatus.RUNNING)
-    sql, params = owned.values_list("pk").query.sql_with_params()
-    if connections[using].vendor == "postgresql":
-        sql += " FOR SHARE"
-    with connections[using].cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone() is not None
-
-
-class FencedCheckpointSaver(DjangoCheckpointSaver):
-    """Our checkpointer, refusing every write once the attempt's lease is lost: ownership
-    is checked inside the write's own transaction, so a stale worker writes nothing."""
-
-    def __init__(self, run_id: str, token: uuid.UUID) -> None:
-        super().__init__()
-        self.run_id, self.token = run_id, token
-
-    @contextlib.contextmanager
-    def write_transaction(self) -> Iterator[None]:
-        with super().write_transaction():
-            if not holds_lease(self.run_id, self.token, self.using):
-                raise LeaseLost(f"run {self.run_id}: lease lost, write refused")
-            yield
 
 
 # ------------------------------------------------------------------------- execute

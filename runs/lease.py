@@ -1,0 +1,123 @@
+"""Claim and lease: who may execute a run, and the token that fences everything it writes.
+
+1. ``claim_run`` is one statement: a conditional UPDATE ... RETURNING of a ``pending`` run
+   whose start time has come, or a ``running`` run whose lease expired (its worker died),
+   with no other run of the thread running or queued ahead of it. It bumps ``attempt``
+   and issues a fresh ``lease_token``. No row, no execution: duplicate messages are no-ops.
+2. A heartbeat renews the lease every ``HEARTBEAT_SECONDS`` (``heartbeat_check``), so a
+   node that blocks for minutes does not look dead; it also notices recorded cancels.
+3. Every write after the claim names the token: checkpoint writes check it inside their
+   own transaction (``FencedCheckpointSaver``), the finish conditions its UPDATE on it. A
+   worker that lost its lease (paused past it, partitioned) writes nothing.
+
+The hot statements are written as SQL once, rather than compiled by the ORM on every
+call: the claim and the fence run for every run and every checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from functools import cache
+
+from django.db import connections
+from django.utils import timezone
+
+from agentserver.conf import server_settings
+from runs.models import Run, RunStatus
+from threads.checkpointer import DjangoCheckpointSaver
+
+
+class LeaseLost(Exception):
+    """This worker no longer owns the run: another attempt has (or will) take over."""
+
+
+def _db(field: str, value: object, using: str) -> object:
+    """A Python value as the database driver wants it (UUIDs are hex text on SQLite)."""
+    return Run._meta.get_field(field).get_db_prep_value(value, connections[using])
+
+
+@cache
+def _claim_sql(vendor: str) -> str:
+    table = Run._meta.db_table
+    return f"""
+        UPDATE {table} SET status = 'running', attempt = attempt + 1, lease_token = %(token)s,
+               lease_expires_at = %(expires)s, started_at = %(now)s
+         WHERE run_id = %(run_id)s AND cancel_action = '' AND attempt < %(max_attempts)s
+           AND ((status = 'pending' AND created_at <= %(now)s)
+                OR (status = 'running' AND lease_expires_at < %(now)s))
+           AND NOT EXISTS (
+               SELECT 1 FROM {table} other
+                WHERE other.thread_id = {table}.thread_id AND other.run_id <> {table}.run_id
+                  AND (other.status = 'running'
+                       OR (other.status = 'pending' AND other.created_at < {table}.created_at)))
+        RETURNING *"""
+
+
+def claim_run(run_id: str, using: str = "default") -> Run | None:
+    """Take ownership of ``run_id`` for one attempt, or return None (see module docstring)."""
+    now = timezone.now()
+    params = {
+        "token": _db("lease_token", uuid.uuid4(), using),
+        "expires": _db("lease_expires_at", now + timedelta(seconds=server_settings.LEASE_SECONDS), using),
+        "now": _db("created_at", now, using),
+        "run_id": _db("run_id", uuid.UUID(str(run_id)), using),
+        "max_attempts": server_settings.RUN_MAX_ATTEMPTS,
+    }
+    claimed = list(Run.objects.using(using).raw(_claim_sql(connections[using].vendor), params))
+    return claimed[0] if claimed else None
+
+
+def _renew(run_id: str, token: uuid.UUID, expires: datetime) -> int:
+    return Run.objects.filter(pk=run_id, lease_token=token, status=RunStatus.RUNNING, cancel_action="").update(
+        lease_expires_at=expires
+    )
+
+
+def heartbeat_check(run_id: str, token: uuid.UUID) -> str:
+    """Renew the lease; answer "ok", the recorded cancel action, or "lost"."""
+    if _renew(run_id, token, timezone.now() + timedelta(seconds=server_settings.LEASE_SECONDS)):
+        return "ok"
+    cancelled = Run.objects.filter(pk=run_id, lease_token=token, status=RunStatus.RUNNING).exclude(cancel_action="")
+    action = cancelled.values_list("cancel_action", flat=True).first()
+    return "lost" if action is None else action
+
+
+@cache
+def _fence_sql(vendor: str) -> str:
+    # FOR SHARE keeps the row ours until commit: a takeover's claim waits for us, while
+    # concurrent writes of this attempt do not wait for each other. SQLite serialises
+    # writers anyway and has no row locks.
+    lock = " FOR SHARE" if vendor == "postgresql" else ""
+    return (
+        f"SELECT 1 FROM {Run._meta.db_table} "
+        f"WHERE run_id = %s AND lease_token = %s AND status = 'running'{lock}"
+    )
+
+
+def holds_lease(run_id: str, token: uuid.UUID, using: str = "default") -> bool:
+    """Inside a transaction: whether this attempt still owns the run."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _fence_sql(connection.vendor),
+            [_db("run_id", uuid.UUID(str(run_id)), using), _db("lease_token", token, using)],
+        )
+        return cursor.fetchone() is not None
+
+
+class FencedCheckpointSaver(DjangoCheckpointSaver):
+    """Our checkpointer, refusing every write once the attempt's lease is lost."""
+
+    def __init__(self, run_id: str, token: uuid.UUID) -> None:
+        super().__init__()
+        self.run_id, self.token = run_id, token
+
+    @contextlib.contextmanager
+    def write_transaction(self) -> Iterator[None]:
+        with super().write_transaction():
+            if not holds_lease(self.run_id, self.token, self.using):
+                raise LeaseLost(f"run {self.run_id}: lease lost, write refused")
+            yield
