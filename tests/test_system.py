@@ -40,3 +40,10 @@ def test_openapi_schema_is_served(server: LiveServer) -> None:
     response = httpx.get(f"{server.url}/openapi.json")
     assert response.status_code == 200
     assert "paths" in response.json() or "openapi" in response.text
+
+
+def test_head_is_served_for_get_routes_and_docs_render(server: LiveServer) -> None:
+    assert httpx.head(f"{server.url}/ok").status_code == 200
+    assert httpx.head(f"{server.url}/assistants/echo").status_code == 200
+    docs = httpx.get(f"{server.url}/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
