@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import re
 import shutil
 import signal
@@ -197,25 +196,9 @@ def ensure_official_venv() -> None:
     subprocess.run([str(OFFICIAL_VENV / "bin" / "pip"), "install", "-q", "langgraph-cli[inmem]"], check=True)
 
 
-def free_redis_db() -> int:
-    """A Redis database in 3-15 that nobody uses now (the server flushes it at start)."""
-    import redis
-
-    dbs = list(range(3, 16))
-    random.shuffle(dbs)
-    for db in dbs:
-        try:
-            if redis.Redis.from_url(f"{REDIS_BASE_URL}/{db}", socket_timeout=3).dbsize() == 0:
-                return db
-        except Exception:  # noqa: BLE001
-            break
-    return dbs[0]
-
-
 def make_server(name: str):
     if name == "prod":
-        return BenchServer(mode="prod", config=CONFIG, redis_db=free_redis_db(),
-                           extra_env={"SECRET_KEY": uuid.uuid4().hex * 2})
+        return BenchServer(mode="prod", config=CONFIG, extra_env={"SECRET_KEY": uuid.uuid4().hex * 2})
     if name == "dev":
         return BenchServer(mode="dev", config=CONFIG)
     if name == "official":

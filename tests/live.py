@@ -32,6 +32,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+REDIS_CLAIM_KEY = "agentserver-test:claimed-by"
+
+
+def claim_redis_db(owner: str) -> int:
+    """A Redis database (3-15) nobody else holds: claimed with SET NX, so two sessions on one
+    machine never share one (Celery queues and event streams would cross)."""
+    import redis
+
+    databases = list(range(3, 16))
+    random.shuffle(databases)
+    for db in databases:
+        client = redis.Redis.from_url(f"{REDIS_BASE_URL}/{db}")
+        if client.set(REDIS_CLAIM_KEY, owner, nx=True, ex=6 * 3600):
+            for key in client.scan_iter(count=1000):  # leftovers of a session that crashed
+                if key != REDIS_CLAIM_KEY.encode():
+                    client.delete(key)
+            return db
+    raise RuntimeError("every Redis database 3-15 is claimed by another test session")
+
+
+def release_redis_db(db: int, owner: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(f"{REDIS_BASE_URL}/{db}")
+    if client.get(REDIS_CLAIM_KEY) == owner.encode():
+        client.flushdb()
+
+
 def create_database(name: str) -> str:
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -54,8 +82,8 @@ class LiveServer:
 
     mode: str = "prod"
     workers: int = 1
-    # A Redis database of its own, so concurrent test sessions on one machine don't collide.
-    redis_db: int = field(default_factory=lambda: random.randint(3, 15))
+    # A Redis database of its own (see claim_redis_db), so concurrent sessions don't collide.
+    redis_db: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     config: Path = GRAPHS_CONFIG
 
@@ -101,9 +129,8 @@ class LiveServer:
     def start(self) -> LiveServer:
         if self.mode == "prod":
             self.database_url = create_database(self.db_name)
-            import redis
-
-            redis.Redis.from_url(self.redis_url).flushdb()
+            if self.redis_db is None:
+                self.redis_db = claim_redis_db(self.db_name)
             subprocess.run(
                 [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
                 cwd=ROOT, env=self.env(), check=True,
@@ -227,3 +254,5 @@ class LiveServer:
             log.close()
         if self.mode == "prod":
             drop_database(self.db_name)
+            if self.redis_db is not None:
+                release_redis_db(self.redis_db, self.db_name)
