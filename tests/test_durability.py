@@ -154,3 +154,22 @@ async def test_interrupted_thread_survives_restart_of_every_process(cluster: Liv
         assert (await fresh.threads.get(tid))["status"] == "interrupted"
         result = await fresh.runs.wait(tid, "interrupt_once", command={"resume": "later"})
     assert result == {"items": ["r", "answer:later"]}
+
+
+async def test_run_past_its_attempt_limit_ends_in_error_and_frees_the_thread(cluster: LiveServer, sdk) -> None:
+    thread = await sdk.threads.create()
+    tid = thread["thread_id"]
+    run = await sdk.runs.create(tid, "ledger10", input={"items": ["x"]})
+    for attempt in range(1, 4):  # RUN_MAX_ATTEMPTS is 3: every attempt's worker dies mid-run
+        start = len(cluster.ledger())
+        await wait_for(lambda start=start: len(cluster.ledger()) - start >= 2, timeout=40)
+        victim = live_workers(cluster)[0]
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+        cluster.start_worker()
+    result = await asyncio.wait_for(sdk.runs.join(tid, run["run_id"]), 60)
+    assert result["__error__"]["error"] == "WorkerLost"
+    assert (await sdk.runs.get(tid, run["run_id"]))["status"] == "error"
+    assert (await sdk.threads.get(tid))["status"] == "error"
+    follow_up = await sdk.runs.wait(tid, "echo", input={"items": ["again"]})
+    assert follow_up["items"][-1] == "echo:again"
