@@ -94,6 +94,13 @@ class Run(models.Model):
         indexes = [
             # runs.list of a thread, newest first; picking the next enqueued run of a thread.
             models.Index(fields=["thread", "-created_at"], name="run_thread_idx"),
+            # A thread's in-flight runs in queue order: admission's in-flight check, the claim's
+            # "nothing ahead of it", next_queued_run. Stays small however long the history.
+            models.Index(
+                fields=["thread", "created_at"],
+                name="run_thread_active_idx",
+                condition=Q(status__in=["pending", "running"]),
+            ),
             # The recovery sweep: only active runs are scanned.
             models.Index(
                 fields=["status", "lease_expires_at"],

@@ -78,12 +78,13 @@ async def _events(run_id: str, after: str | None) -> AsyncIterator[Event | None]
 
 async def sse_stream(
     run_id: str, *, after: str | None, with_ids: bool, modes: set[str] | None = None,
-    cancel_on_disconnect: bool = False,
+    cancel_on_disconnect: bool = False, replay: bool = False,
 ) -> AsyncIterator[bytes]:
-    """The SSE body of ``/stream`` and of a stream join."""
+    """The SSE body of ``/stream`` (from the run's first event) and of a stream join
+    (``replay``: after the client's ``Last-Event-ID``, which may fall into a gap)."""
     finished = False
     try:
-        gap = await replay_gap(run_id, after) if after is not None else None
+        gap = await replay_gap(run_id, after) if replay and after is not None else None
         if gap is not None:
             yield sse_frame("error", EXPIRED_ERROR)
             if gap == "expired":
@@ -103,9 +104,11 @@ async def sse_stream(
 async def replay_gap(run_id: str, after: str) -> str | None:
     """Why a replay after ``after`` cannot be exact: "expired" (the finished run's events
     are gone) or "trimmed" (the oldest are gone; a retained stream starts with ``metadata``)."""
-    oldest = await get_event_bus().oldest(run_id)
+    bus = get_event_bus()
+    oldest = await bus.oldest(run_id)
     if oldest is None:
-        return "expired" if await run_is_over(run_id) else None
+        # Over, and still nothing stored (looked at again: it may have just been written).
+        return "expired" if await run_is_over(run_id) and await bus.oldest(run_id) is None else None
     if oldest.event != "metadata" and id_key(oldest.id) > id_key(after):
         return "trimmed"
     return None

@@ -42,10 +42,11 @@ class Thread(models.Model):
 
     class Meta:
         indexes = [
-            # threads.search default order: most recently updated first.
-            models.Index(fields=["-updated_at"], name="thread_updated_idx"),
-            # threads.search(status=...) and the count endpoint.
-            models.Index(fields=["status", "-updated_at"], name="thread_status_idx"),
+            # threads.search's default page: ORDER BY updated_at DESC, thread_id DESC.
+            models.Index(fields=["-updated_at", "-thread_id"], name="thread_search_idx"),
+            # (metadata filters: a GIN index on Postgres, created in migration 0003.)
+            # threads.search(status=...) pages and counts.
+            models.Index(fields=["status", "-updated_at", "-thread_id"], name="thread_status_search_idx"),
             # The TTL sweep: threads whose expiry has passed.
             models.Index(
                 fields=["expires_at"], name="thread_expiry_idx", condition=Q(expires_at__isnull=False)

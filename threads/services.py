@@ -204,9 +204,13 @@ def search_threads(
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of Thread objects (most recently updated first by default) and the total count."""
     queryset = filter_threads(**filters)
-    column = F(sort_by or "updated_at")
+    field = sort_by or "updated_at"
+    column = F(field)
     descending = (sort_order or "desc") == "desc"
-    order = column.desc(nulls_last=True) if descending else column.asc(nulls_first=True)
+    if Thread._meta.get_field(field).null:  # state_updated_at: never-run threads go last
+        order = column.desc(nulls_last=True) if descending else column.asc(nulls_first=True)
+    else:  # a plain order, which thread_search_idx serves
+        order = column.desc() if descending else column.asc()
     tiebreak = "-thread_id" if descending else "thread_id"
     total = queryset.count()
     page = list(queryset.order_by(order, tiebreak)[offset : offset + limit])

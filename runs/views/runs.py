@@ -12,19 +12,24 @@ from typing import Any
 
 from django.db import close_old_connections
 from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agentserver.errors import not_found, parse_uuid, unprocessable
 from agentserver.events import get_event_bus, normalise_last_id
+from agentserver.openapi import ANY_JSON, LAST_EVENT_ID, QUERY, SSE, errors, query_flag, query_list as list_param
 from agentserver.params import query_bool, query_int, query_list
 from agentserver.validation import validated
 from runs import services, streams
 from runs.models import Run, RunStatus
 from runs.serializers.runs import (
     RUN_FIELDS,
+    STREAM_MODES,
     BulkCancelSerializer,
+    RunSerializer,
     StatelessRunCreateSerializer,
     ThreadRunCreateSerializer,
     run_to_dict,
@@ -79,14 +84,36 @@ def _create(request: Request, thread_id: str | None) -> tuple[Run, dict]:
 
 # ------------------------------------------------------------------ create runs
 
+# Run creation can fail as: bad body (422), both context and configurable (400), missing
+# thread or assistant (404), busy thread with multitask_strategy=reject (409).
+CREATE_ERRORS = errors(400, 404, 409, 422)
+CANCEL_ACTION = OpenApiParameter(
+    "action", OpenApiTypes.STR, QUERY, enum=["interrupt", "rollback"], description="What cancelling does."
+)
+
 
 class ThreadRunsView(APIView):
+    @extend_schema(
+        operation_id="create_run",
+        request=ThreadRunCreateSerializer,
+        responses={200: RunSerializer, **CREATE_ERRORS},
+    )
     def post(self, request: Request, thread_id: str) -> Response:
         run, _ = _create(request, thread_id)
         response = Response(run_to_dict(run))
         response["Content-Location"] = _run_paths(run, stateless=False)[0]
         return response
 
+    @extend_schema(
+        operation_id="list_runs",
+        parameters=[
+            OpenApiParameter("limit", OpenApiTypes.INT, QUERY, description="Page size (default 10, at least 1)."),
+            OpenApiParameter("offset", OpenApiTypes.INT, QUERY, description="Rows to skip (default 0)."),
+            OpenApiParameter("status", OpenApiTypes.STR, QUERY, enum=RunStatus.values),
+            list_param("select", "Run fields to return.", enum=RUN_FIELDS),
+        ],
+        responses={200: RunSerializer(many=True), **errors(404, 422)},
+    )
     def get(self, request: Request, thread_id: str) -> Response:
         tid = parse_uuid(thread_id, "thread")
         query = request.query_params
@@ -101,6 +128,11 @@ class ThreadRunsView(APIView):
 
 
 class StatelessRunsView(APIView):
+    @extend_schema(
+        operation_id="create_stateless_run",
+        request=StatelessRunCreateSerializer,
+        responses={200: RunSerializer, **CREATE_ERRORS},
+    )
     def post(self, request: Request) -> Response:
         run, _ = _create(request, None)
         response = Response(run_to_dict(run))
@@ -109,6 +141,11 @@ class StatelessRunsView(APIView):
 
 
 class BatchRunsView(APIView):
+    @extend_schema(
+        operation_id="create_runs_batch",
+        request=StatelessRunCreateSerializer(many=True),
+        responses={200: RunSerializer(many=True), **CREATE_ERRORS},
+    )
     def post(self, request: Request) -> Response:
         payloads = request.data
         if not isinstance(payloads, list) or not payloads:
@@ -123,6 +160,9 @@ class StreamRunView(APIView):
 
     stateless = False
 
+    @extend_schema(
+        operation_id="stream_run", request=ThreadRunCreateSerializer, responses={**SSE, **CREATE_ERRORS}
+    )
     def post(self, request: Request, thread_id: str | None = None) -> StreamingHttpResponse:
         run, data = _create(request, thread_id)
         run_path, stream_path = _run_paths(run, stateless=self.stateless)
@@ -133,6 +173,7 @@ class StreamRunView(APIView):
         return sse_response(body, location=stream_path, content_location=run_path)
 
 
+@extend_schema_view(post=extend_schema(operation_id="stream_stateless_run", request=StatelessRunCreateSerializer))
 class StatelessStreamRunView(StreamRunView):
     stateless = True
 
@@ -140,6 +181,9 @@ class StatelessStreamRunView(StreamRunView):
 class WaitRunView(APIView):
     """POST …/runs/wait: admit the run, then answer its final output (keep-alive newlines first)."""
 
+    @extend_schema(
+        operation_id="wait_run", request=ThreadRunCreateSerializer, responses={200: ANY_JSON, **CREATE_ERRORS}
+    )
     def post(self, request: Request, thread_id: str | None = None) -> StreamingHttpResponse:
         run, data = _create(request, thread_id)
         run_path = f"/threads/{run.thread_id}/runs/{run.run_id}"
@@ -149,14 +193,21 @@ class WaitRunView(APIView):
         return output_response(body, location=f"{run_path}/join", content_location=run_path)
 
 
+@extend_schema_view(post=extend_schema(operation_id="wait_stateless_run", request=StatelessRunCreateSerializer))
+class StatelessWaitRunView(WaitRunView):
+    """POST /runs/wait: the same, for a stateless run."""
+
+
 # ------------------------------------------------------------ existing runs
 
 
 class RunDetailView(APIView):
+    @extend_schema(operation_id="get_run", responses={200: RunSerializer, **errors(404, 422)})
     def get(self, request: Request, thread_id: str, run_id: str) -> Response:
         run = services.get_thread_run(parse_uuid(thread_id, "thread"), parse_uuid(run_id, "run"))
         return Response(run_to_dict(run))
 
+    @extend_schema(operation_id="delete_run", responses={204: None, **errors(404, 422)})
     def delete(self, request: Request, thread_id: str, run_id: str) -> Response:
         services.delete_run(parse_uuid(thread_id, "thread"), parse_uuid(run_id, "run"))
         return Response(status=204)
@@ -165,6 +216,7 @@ class RunDetailView(APIView):
 class JoinRunView(APIView):
     """GET …/runs/{rid}/join: the final output, at once for a finished run."""
 
+    @extend_schema(operation_id="join_run", responses={200: ANY_JSON, **errors(404, 422)})
     def get(self, request: Request, thread_id: str, run_id: str) -> StreamingHttpResponse:
         run = services.get_thread_run(parse_uuid(thread_id, "thread"), parse_uuid(run_id, "run"))
         return _join_response(request, run)
@@ -186,6 +238,14 @@ def _join_response(request: Request, run: Run) -> StreamingHttpResponse:
 class JoinStreamView(APIView):
     """GET …/runs/{rid}/stream: replay after ``Last-Event-ID`` (if given), then follow live."""
 
+    @extend_schema(
+        parameters=[
+            list_param("stream_mode", "Only these stream modes.", enum=STREAM_MODES),
+            query_flag("cancel_on_disconnect", "Cancel the run if the client goes away."),
+            LAST_EVENT_ID,
+        ],
+        responses={**SSE, **errors(404, 422)},
+    )
     def get(self, request: Request, run_id: str, thread_id: str | None = None) -> StreamingHttpResponse:
         rid = parse_uuid(run_id, "run")
         runs = Run.objects.filter(pk=rid)
@@ -204,6 +264,7 @@ class JoinStreamView(APIView):
             with_ids=run is None or bool(run.kwargs.get("resumable")),
             modes=set(query_list(query, "stream_mode")),
             cancel_on_disconnect=query_bool(query, "cancel_on_disconnect"),
+            replay=True,
         )
         return sse_response(body, location=request.get_full_path())
 
@@ -212,6 +273,12 @@ class JoinStreamView(APIView):
 
 
 class CancelRunView(APIView):
+    @extend_schema(
+        operation_id="cancel_run",
+        request=None,
+        parameters=[query_flag("wait", "Wait for the run to stop and answer its output."), CANCEL_ACTION],
+        responses={200: ANY_JSON, 202: None, **errors(404, 422)},
+    )
     def post(self, request: Request, thread_id: str, run_id: str) -> Any:
         tid, rid = parse_uuid(thread_id, "thread"), parse_uuid(run_id, "run")
         query = request.query_params
@@ -227,6 +294,12 @@ class CancelRunView(APIView):
 
 
 class BulkCancelView(APIView):
+    @extend_schema(
+        operation_id="cancel_runs",
+        request=BulkCancelSerializer,
+        parameters=[CANCEL_ACTION],
+        responses={204: None, **errors(422)},
+    )
     def post(self, request: Request) -> Response:
         data = validated(BulkCancelSerializer, request.data)
         action = request.query_params.get("action") or "interrupt"
