@@ -11,7 +11,9 @@ so a new blob, at every step). Each saver writes ``--threads`` threads of ``--st
 into its own fresh database (ours: ``migrate``; theirs: ``setup()``), interleaved, after a
 warm-up thread; every thread is read back and checked. Both the sync and the async API are
 measured. Prints ms/step (mean, p50, p95) for each saver and the ratio ours ÷ theirs
-(target ≤ 1.3×). The databases are dropped afterwards.
+(target ≤ 1.3×), and the client CPU per step (this process, every thread: Python, driver;
+the server's share is not counted). The databases are dropped afterwards. The machine's
+load moves single runs by ±15%: compare several runs, or raise ``--threads``.
 
 Needs ``langgraph-checkpoint-postgres`` (and ``psycopg[binary,pool]``) in the same Python
 as the project's requirements; Postgres at ``$AGENTSERVER_TEST_POSTGRES`` (default
@@ -80,7 +82,7 @@ class Steps:
 
         self.saver = saver
         self.config: dict = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-        self.checkpoint = empty_checkpoint()
+        self.checkpoint: dict[str, Any] = dict(empty_checkpoint())
         self.messages: list = []
 
     def writes(self, i: int) -> tuple[list[tuple[str, Any]], str]:
@@ -110,7 +112,11 @@ class Steps:
         return checkpoint, metadata_, new_versions
 
 
-def run_thread_sync(saver: Any, steps: int) -> list[float]:
+# One step's (wall seconds, CPU seconds of this process).
+Sample = tuple[float, float]
+
+
+def run_thread_sync(saver: Any, steps: int) -> list[Sample]:
     st = Steps(saver, str(uuid.uuid4()))
     # The first checkpoint (input), as the loop writes before the first task runs.
     cp, md, nv = st.next_checkpoint(0, make_message(0))
@@ -118,30 +124,38 @@ def run_thread_sync(saver: Any, steps: int) -> list[float]:
     lat = []
     for i in range(1, steps + 1):
         writes, task_id = st.writes(i)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         saver.put_writes(st.config, writes, task_id, "~__pregel_pull, agent")
         cp, md, nv = st.next_checkpoint(i, writes[0][1][0])
         st.config = saver.put(st.config, cp, md, nv)
-        lat.append(time.perf_counter() - t0)
-    check(saver.get_tuple({"configurable": {"thread_id": st.config["configurable"]["thread_id"],
-                                            "checkpoint_ns": ""}}), st)
+        lat.append((time.perf_counter() - t0, time.process_time() - c0))
+    check(
+        saver.get_tuple(
+            {"configurable": {"thread_id": st.config["configurable"]["thread_id"], "checkpoint_ns": ""}}
+        ),
+        st,
+    )
     return lat
 
 
-async def run_thread_async(saver: Any, steps: int) -> list[float]:
+async def run_thread_async(saver: Any, steps: int) -> list[Sample]:
     st = Steps(saver, str(uuid.uuid4()))
     cp, md, nv = st.next_checkpoint(0, make_message(0))
     st.config = await saver.aput(st.config, cp, md, nv)
     lat = []
     for i in range(1, steps + 1):
         writes, task_id = st.writes(i)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         await saver.aput_writes(st.config, writes, task_id, "~__pregel_pull, agent")
         cp, md, nv = st.next_checkpoint(i, writes[0][1][0])
         st.config = await saver.aput(st.config, cp, md, nv)
-        lat.append(time.perf_counter() - t0)
-    check(await saver.aget_tuple({"configurable": {"thread_id": st.config["configurable"]["thread_id"],
-                                                   "checkpoint_ns": ""}}), st)
+        lat.append((time.perf_counter() - t0, time.process_time() - c0))
+    check(
+        await saver.aget_tuple(
+            {"configurable": {"thread_id": st.config["configurable"]["thread_id"], "checkpoint_ns": ""}}
+        ),
+        st,
+    )
     return lat
 
 
@@ -150,19 +164,26 @@ def check(tup: Any, st: Steps) -> None:
         raise RuntimeError("thread not found after writing it")
     got = tup.checkpoint["channel_values"].get("messages") or []
     if tup.checkpoint["id"] != st.checkpoint["id"] or [m.id for m in got] != [m.id for m in st.messages]:
-        raise RuntimeError(f"read back {len(got)} messages at {tup.checkpoint['id']}, "
-                           f"wrote {len(st.messages)} at {st.checkpoint['id']}")
+        raise RuntimeError(
+            f"read back {len(got)} messages at {tup.checkpoint['id']}, "
+            f"wrote {len(st.messages)} at {st.checkpoint['id']}"
+        )
 
 
 # ----------------------------------------------------------------------------- measuring
-def summary(lat: list[float]) -> dict[str, float]:
-    ms = sorted(x * 1000 for x in lat)
-    return {"n": len(ms), "mean": statistics.fmean(ms), "p50": statistics.median(ms),
-            "p95": ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]}
+def summary(lat: list[Sample]) -> dict[str, float]:
+    ms = sorted(wall * 1000 for wall, _ in lat)
+    return {
+        "n": len(ms),
+        "mean": statistics.fmean(ms),
+        "p50": statistics.median(ms),
+        "p95": ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))],
+        "cpu": statistics.fmean(cpu * 1000 for _, cpu in lat),
+    }
 
 
-def bench_sync(ours: Any, theirs: Any, steps: int, threads: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"ours": [], "theirs": []}
+def bench_sync(ours: Any, theirs: Any, steps: int, threads: int) -> dict[str, list[Sample]]:
+    out: dict[str, list[Sample]] = {"ours": [], "theirs": []}
     for saver in (ours, theirs):
         run_thread_sync(saver, min(steps, 10))  # warm-up: connections, statements, imports
     for _ in range(threads):
@@ -171,8 +192,8 @@ def bench_sync(ours: Any, theirs: Any, steps: int, threads: int) -> dict[str, li
     return out
 
 
-async def bench_async(ours: Any, theirs: Any, steps: int, threads: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"ours": [], "theirs": []}
+async def bench_async(ours: Any, theirs: Any, steps: int, threads: int) -> dict[str, list[Sample]]:
+    out: dict[str, list[Sample]] = {"ours": [], "theirs": []}
     for saver in (ours, theirs):
         await run_thread_async(saver, min(steps, 10))
     for _ in range(threads):
@@ -181,14 +202,15 @@ async def bench_async(ours: Any, theirs: Any, steps: int, threads: int) -> dict[
     return out
 
 
-def report(title: str, res: dict[str, list[float]]) -> tuple[list[str], float]:
+def report(title: str, res: dict[str, list[Sample]]) -> tuple[list[str], float]:
     o, t = summary(res["ours"]), summary(res["theirs"])
     ratio = o["mean"] / t["mean"]
     rows = [
-        f"| {title}: DjangoCheckpointSaver | {o['mean']:.2f} | {o['p50']:.2f} | {o['p95']:.2f} | {o['n']} | |",
+        f"| {title}: DjangoCheckpointSaver | {o['mean']:.2f} | {o['p50']:.2f} | {o['p95']:.2f} "
+        f"| {o['cpu']:.2f} | {o['n']} | |",
         f"| {title}: langgraph-checkpoint-postgres | {t['mean']:.2f} | {t['p50']:.2f} | {t['p95']:.2f} "
-        f"| {t['n']} | |",
-        f"| {title}: ratio ours ÷ theirs (mean) | | | | | **{ratio:.2f}×** "
+        f"| {t['cpu']:.2f} | {t['n']} | |",
+        f"| {title}: ratio ours ÷ theirs (mean) | | | | | | **{ratio:.2f}×** "
         f"({'meets' if ratio <= 1.3 else 'misses'} ≤ 1.3×) |",
     ]
     return rows, ratio
@@ -223,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += r
 
         if not args.no_async:
-            async def run_async() -> dict[str, list[float]]:
+
+            async def run_async() -> dict[str, list[Sample]]:
                 async with AsyncPostgresSaver.from_conn_string(theirs_url) as atheirs:
                     return await bench_async(ours, atheirs, args.steps, args.threads)
 
@@ -231,15 +254,25 @@ def main(argv: list[str] | None = None) -> int:
             rows += r
         connections.close_all()
 
-        print(f"Per-step checkpoint write cost (put_writes + put), {args.threads} thread(s) x {args.steps} "
-              f"steps per saver, growing message history; ms per step")
+        print(
+            f"Per-step checkpoint write cost (put_writes + put), {args.threads} thread(s) x {args.steps} "
+            f"steps per saver, growing message history; ms per step"
+        )
         print()
-        print("| saver | mean | p50 | p95 | steps | ratio |")
-        print("| --- | ---: | ---: | ---: | ---: | --- |")
+        print("| saver | mean | p50 | p95 | client cpu | steps | ratio |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
         print("\n".join(rows))
         print()
-        versions = {pkg: metadata.version(pkg) for pkg in
-                    ("langgraph", "langgraph-checkpoint", "langgraph-checkpoint-postgres", "psycopg", "django")}
+        versions = {
+            pkg: metadata.version(pkg)
+            for pkg in (
+                "langgraph",
+                "langgraph-checkpoint",
+                "langgraph-checkpoint-postgres",
+                "psycopg",
+                "django",
+            )
+        }
         print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
         return 0
     finally:

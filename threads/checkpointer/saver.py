@@ -9,10 +9,11 @@ import random
 import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from itertools import islice
 from typing import Any, ClassVar, TypeVar
 
-from django.db import models, transaction
+from django.db import models
 from django.db.models import Q
 from django.db.models.fields.json import KeyTransform
 from langchain_core.runnables import RunnableConfig
@@ -30,7 +31,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.base import Checkpoint as LangGraphCheckpoint
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from threads.checkpointer import sql
+from threads.checkpointer import sql, transaction
 from threads.checkpointer.maintenance import Group, Maintenance
 from threads.checkpointer.workers import Workers
 from threads.models import Checkpoint
@@ -72,7 +73,14 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
         if row is None:
             return None
         thread_id, ns, checkpoint_id, parent, checkpoint, metadata = row
-        decoded: Row = (thread_id, ns, checkpoint_id, parent, sql.load_json(checkpoint), sql.load_json(metadata))
+        decoded: Row = (
+            thread_id,
+            ns,
+            checkpoint_id,
+            parent,
+            sql.load_json(checkpoint),
+            sql.load_json(metadata),
+        )
         return self._load_tuples([decoded])[0]
 
     def list(
@@ -219,7 +227,13 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
         No writes, no transaction.
         """
         conf = config["configurable"]
-        key = (str(conf["thread_id"]), conf.get("checkpoint_ns", ""), conf["checkpoint_id"], task_id, task_path)
+        key = (
+            str(conf["thread_id"]),
+            conf.get("checkpoint_ns", ""),
+            conf["checkpoint_id"],
+            task_id,
+            task_path,
+        )
         regular, special = [], {}
         for idx, (channel, value) in enumerate(writes):
             row = (*key, WRITES_IDX_MAP.get(channel, idx), channel, *self.serde.dumps_typed(value))
@@ -247,11 +261,12 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             number = int(current.split(".")[0])
         return f"{number + 1:032}.{random.random():016}"
 
-    def write_transaction(self) -> transaction.Atomic:
-        """The transaction of ``put`` and ``put_writes``, entered before their first write;
-        subclasses may add a guard to it (the run executor checks its lease there, so a
-        stale worker writes nothing)."""
-        return transaction.atomic(using=self.using)
+    def write_transaction(self) -> AbstractContextManager[Any]:
+        """The transaction of ``put`` and ``put_writes`` (Django's ``atomic``), entered before
+        their first write; subclasses may add a guard to it (the run executor checks its
+        lease there, so a stale worker writes nothing)."""
+        guarded = type(self).write_transaction is not DjangoCheckpointSaver.write_transaction
+        return transaction.write_transaction(self.using, guarded=guarded)
 
     # ------------------------------------------------------------------ async
 
@@ -341,7 +356,7 @@ def _after(row: Row) -> Q:
 
 def _bytes(blob: Any) -> bytes:
     """Drivers return bytes (psycopg, sqlite3) or a buffer; the serializer wants bytes."""
-    return blob if blob is None or type(blob) is bytes else bytes(blob)
+    return blob if type(blob) is bytes else bytes(blob)
 
 
 def _take(items: Iterator[T], count: int) -> builtins.list[T]:

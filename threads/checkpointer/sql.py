@@ -5,7 +5,8 @@ and compiling a query cost more than the database does for these small statement
 statements use the models' table and column names and ``INSERT ... ON CONFLICT``, which
 Postgres and SQLite (3.24+) share. On Postgres they go through a server-binding cursor
 (bytes travel as binary, not hex-escaped in the query text) and, several at once, in
-one pipeline: a single round trip, the transaction's ``BEGIN`` included.
+one pipeline: with ``transaction.PipelinedTransaction``, a single round trip for a
+whole write transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
+from threads.checkpointer import transaction
 from threads.models import Checkpoint, CheckpointBlob, CheckpointWrite
 
 Statement = tuple[str, Sequence[Any]]
@@ -76,7 +78,9 @@ class Statements:
             f"INSERT INTO {blob} ({columns(CheckpointBlob, BLOB_COLUMNS)}) VALUES ",
             f" ON CONFLICT ({blob_key}) DO NOTHING",
         )
-        write_key = columns(CheckpointWrite, ("thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"))
+        write_key = columns(
+            CheckpointWrite, ("thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx")
+        )
         write_insert = f"INSERT INTO {write} ({columns(CheckpointWrite, WRITE_COLUMNS)}) VALUES "
         self.insert_writes = (write_insert, f" ON CONFLICT ({write_key}) DO NOTHING")
         self.upsert_writes = (
@@ -112,8 +116,10 @@ class Statements:
         where, params = [], []
         for (thread_id, ns), pairs in wanted.items():
             channels, versions = {c for c, _ in pairs}, {v for _, v in pairs}
-            where.append(f"(thread_id = %s AND checkpoint_ns = %s AND channel IN ({_marks(channels)}) "
-                         f"AND version IN ({_marks(versions)}))")
+            where.append(
+                f"(thread_id = %s AND checkpoint_ns = %s AND channel IN ({_marks(channels)}) "
+                f"AND version IN ({_marks(versions)}))"
+            )
             params += [thread_id, ns, *channels, *versions]
         return self.select_blobs + " OR ".join(where), params
 
@@ -121,7 +127,9 @@ class Statements:
         """Pending writes of the given checkpoint ids per (thread, namespace)."""
         where, params = [], []
         for (thread_id, ns), checkpoint_ids in ids.items():
-            where.append(f"(thread_id = %s AND checkpoint_ns = %s AND checkpoint_id IN ({_marks(checkpoint_ids)}))")
+            where.append(
+                f"(thread_id = %s AND checkpoint_ns = %s AND checkpoint_id IN ({_marks(checkpoint_ids)}))"
+            )
             params += [thread_id, ns, *checkpoint_ids]
         return self.select_writes + " OR ".join(where), params
 
@@ -147,10 +155,13 @@ def _marks(values: Sequence[Any] | set[Any]) -> str:
 
 
 def execute(using: str, statements: Sequence[Statement]) -> None:
-    """Run ``statements`` in order; on Postgres in one pipeline (one round trip)."""
+    """Run ``statements`` in order: queued in the block's pipeline inside a
+    ``PipelinedTransaction``, else pipelined together on Postgres."""
     connection = connections[using]
-    # Even one statement gains: a transaction's deferred BEGIN goes in the same round trip.
-    with _pipeline(connection, True):
+    if (tx := transaction.active(connection)) is not None:
+        tx.queue(statements, _cursor(connection))
+        return
+    with _pipeline(connection, len(statements) > 1):
         cursor = _cursor(connection)
         for sql, params in statements:
             cursor.execute(sql, params)
@@ -166,7 +177,7 @@ def fetch_one(using: str, statement: Statement) -> tuple[Any, ...] | None:
 def fetch_all(using: str, statements: Sequence[Statement | None]) -> list[list[tuple[Any, ...]]]:
     """The rows of each statement (none for ``None``); on Postgres pipelined, in binary."""
     connection = connections[using]
-    cursors = []
+    cursors: list[Any] = []
     with _pipeline(connection, len(statements) > 1):
         for statement in statements:
             if statement is None:
@@ -175,7 +186,11 @@ def fetch_all(using: str, statements: Sequence[Statement | None]) -> list[list[t
             cursor = _cursor(connection, binary=True)
             cursor.execute(*statement)
             cursors.append(cursor)
-        return [cursor.fetchall() if cursor is not None else [] for cursor in cursors]
+        rows = [cursor.fetchall() if cursor is not None else [] for cursor in cursors]
+    for cursor in cursors:
+        if cursor is not None:
+            cursor.close()
+    return rows
 
 
 def _cursor(connection: BaseDatabaseWrapper, *, binary: bool = False) -> Any:
@@ -197,19 +212,12 @@ def _cursor(connection: BaseDatabaseWrapper, *, binary: bool = False) -> Any:
 def _pipeline(connection: BaseDatabaseWrapper, wanted: bool) -> Iterator[None]:
     """Postgres pipeline mode around the block: statements are sent without waiting, and
     their results (and errors, as Django's) arrive at the end of the block."""
-    if not wanted or connection.vendor != "postgresql" or not _pipeline_supported():
+    if not wanted or connection.vendor != "postgresql" or not transaction.pipeline_supported():
         yield
         return
     connection.ensure_connection()
     with connection.wrap_database_errors, connection.connection.pipeline():
         yield
-
-
-@functools.cache
-def _pipeline_supported() -> bool:
-    import psycopg
-
-    return psycopg.Pipeline.is_supported()
 
 
 # ------------------------------------------------------------------- JSON

@@ -16,11 +16,12 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 _local = threading.local()  # .active: alias -> this thread's PipelinedTransaction
 
 
-def write_transaction(using: str) -> AbstractContextManager[Any]:
-    """Django's ``atomic`` on ``using``, pipelined on Postgres (see ``PipelinedTransaction``)."""
+def write_transaction(using: str, *, guarded: bool) -> AbstractContextManager[Any]:
+    """Django's ``atomic`` on ``using``, pipelined on Postgres (see ``PipelinedTransaction``);
+    ``guarded`` if code other than the saver's writes may run in it."""
     connection = connections[using]
     if connection.vendor == "postgresql" and pipeline_supported():
-        return PipelinedTransaction(connection)
+        return PipelinedTransaction(connection, guarded=guarded)
     return transaction.atomic(using=using)
 
 
@@ -41,23 +42,28 @@ class PipelinedTransaction:
 
     psycopg, outside autocommit, sends BEGIN by itself before a transaction's first
     statement and waits for it, in pipeline mode too, and COMMIT is one more wait: three
-    round trips for a ``put`` whose writes need one. So, for an outermost block:
+    round trips, and as many commands, for a ``put`` whose writes need one. So, for an
+    outermost block:
 
     1. ``atomic`` is entered as usual (Django's bookkeeping: nested blocks, ``on_commit``,
        rollback on error), then the psycopg connection is put in autocommit, so that
        psycopg sends no BEGIN of its own.
-    2. Our BEGIN goes ahead of the first statement. The saver's writes (``queue``) open a
-       pipeline with it and stay queued there. Any other statement (a subclass's guard)
-       is pipelined with it and synced, so its results are complete when it returns; one
-       arriving while writes are queued is synced likewise.
-    3. On success COMMIT joins the pipeline, which is synced once: the only wait of a
-       plain ``put``. A write's error surfaces there, as Django's.
+    2. The saver's writes (``queue``) open a pipeline and stay queued there. Unguarded
+       (only the saver's writes run in the block), they need no BEGIN: statements up to a
+       pipeline's sync are one implicit transaction, all committed or none, as in
+       langgraph-checkpoint-postgres. Guarded, our BEGIN goes ahead of the block's first
+       statement: with the writes, or pipelined with any other statement (a subclass's
+       guard), which is then synced so that its results are complete when it returns; a
+       statement arriving while writes are queued is synced likewise.
+    3. On success COMMIT (if we sent BEGIN) joins the pipeline, which is synced once: the
+       only wait of an unguarded ``put``. A write's error surfaces there, as Django's.
     4. ``atomic`` exits: its commit finds the transaction closed; after an error, its
-       rollback ends ours.
+       rollback ends ours (the failed pipeline has already rolled back an implicit one).
     """
 
-    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+    def __init__(self, connection: BaseDatabaseWrapper, *, guarded: bool) -> None:
         self.connection = connection
+        self.guarded = guarded
         self.atomic = transaction.atomic(using=connection.alias)
         self.outermost = self.begun = self.own = False
         self.pipeline: Any = None  # psycopg.Pipeline while writes are queued
@@ -67,7 +73,11 @@ class PipelinedTransaction:
         self.outermost = not self.connection.in_atomic_block
         self.atomic.__enter__()
         if self.outermost:
-            self.connection.connection.autocommit = True
+            try:
+                self.connection.connection.autocommit = True
+            except BaseException as error:
+                self.atomic.__exit__(type(error), error, error.__traceback__)
+                raise
             self.stack.enter_context(self.connection.execute_wrapper(self))
             _registry()[self.connection.alias] = self
 
@@ -76,8 +86,9 @@ class PipelinedTransaction:
     ) -> None:
         if self.outermost:
             del _registry()[self.connection.alias]
-            if exc_type is not None:
-                self.stack.__exit__(exc_type, exc, tb)  # psycopg drops the pipeline's own errors
+            connection = self.connection
+            if exc_type is not None or connection.needs_rollback or connection.closed_in_transaction:
+                self._discard(exc_type, exc, tb)
             else:
                 try:
                     self._commit()
@@ -88,11 +99,10 @@ class PipelinedTransaction:
 
     def queue(self, statements: Sequence[tuple[str, Sequence[Any]]], cursor: Any) -> None:
         """Send ``statements`` on ``cursor`` (of this connection) without waiting for them."""
-        raw = self.connection.connection
         if self.pipeline is None:
-            self.pipeline = self.stack.enter_context(raw.pipeline())
-        if not self.begun:
-            raw.execute("BEGIN")
+            self.pipeline = self.stack.enter_context(self.connection.connection.pipeline())
+        if self.guarded and not self.begun:
+            cursor.cursor.execute("BEGIN")  # the driver's cursor: not one of "the statements"
             self.begun = True
         self.own = True
         try:
@@ -120,13 +130,22 @@ class PipelinedTransaction:
 
     def _commit(self) -> None:
         with self.connection.wrap_database_errors:
-            if self.pipeline is not None:
-                self.connection.connection.execute("COMMIT")
-                self.stack.close()  # syncs the pipeline
-                return
-            self.stack.close()
             if self.begun:
-                self.connection.connection.execute("COMMIT")
+                self.connection.connection.execute("COMMIT")  # queued if the pipeline is open
+            self.stack.close()  # syncs the pipeline, if open
+
+    def _discard(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Leave the block without committing; ``atomic`` then rolls back what is left."""
+        if self.pipeline is not None:
+            # Queued, so the sync cannot commit what the block queued (a ROLLBACK also ends
+            # an implicit transaction; an aborted pipeline skips it).
+            with contextlib.suppress(Exception):
+                self.connection.connection.execute("ROLLBACK")
+        # psycopg keeps an exception of the block over the pipeline's own errors.
+        with contextlib.suppress(Exception):
+            self.stack.__exit__(exc_type, exc, tb)
 
 
 def _registry() -> dict[str, PipelinedTransaction]:

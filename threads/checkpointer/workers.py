@@ -3,14 +3,17 @@
 Not ``sync_to_async(thread_sensitive=True)``, which would queue every run of a worker
 behind one thread, and not a ``ThreadPoolExecutor`` around a per-call connection check:
 a thread here keeps its database connections while jobs are queued and hands them back
-(``close_old_connections``: to the pool, or closed, as Django does after a request) only
-when it is about to wait. An idle thread holds no connection, and a busy one pays neither
-a pool checkout nor a health check per call.
+(``close_old_connections``: to the pool, or closed, as Django does after a request) as
+soon as none is, before the last job's caller resumes (so the two threads don't contend
+for the GIL), or before it waits if another thread took the job it saw queued. An idle
+thread holds no connection, and a busy one pays neither a pool checkout nor a health
+check per call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -18,6 +21,7 @@ from typing import Any, TypeVar
 
 from django.db import close_old_connections
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
 
@@ -51,27 +55,51 @@ class Workers:
                 self._threads.append(thread)
 
     def _work(self) -> None:
+        holding = False  # whether this thread may hold a connection
         while True:
             try:
                 job = self._jobs.get_nowait()
             except queue.Empty:
-                close_old_connections()  # about to wait: no connection stays checked out
+                if holding:
+                    _release()  # about to wait: no connection stays checked out
                 job = self._jobs.get()
-            _run(*job)
+            holding = _run(*job, idle=self._jobs.empty)
             self._idle.release()
 
 
-def _run(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], fn: Callable[..., Any], args: tuple) -> None:
+def _run(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Any],
+    fn: Callable[..., Any],
+    args: tuple,
+    *,
+    idle: Callable[[], bool],
+) -> bool:
+    """Run one job and hand over its outcome; whether the thread may still hold a connection."""
     if future.cancelled():
-        return
+        return True  # skipped: it still holds what an earlier job left
+    result, error = None, None
     try:
         result = fn(*args)
     except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-        # The error may have broken the connection: check it before the next job uses it.
+        error = RuntimeError(exc) if isinstance(exc, StopIteration) else exc
+    # With no job queued, hand the connection back now, before the caller resumes: the
+    # caller's thread then runs without contention for the GIL. After an error, check
+    # the connection before the next job uses it.
+    holding = error is None and not idle()
+    if not holding:
+        _release()
+    _settle(loop, future, result, error)
+    return holding
+
+
+def _release() -> None:
+    """Return this thread's connections (``close_old_connections``: to the pool, or closed
+    when obsolete or broken); a failure here must not kill the thread."""
+    try:
         close_old_connections()
-        _settle(loop, future, None, RuntimeError(exc) if isinstance(exc, StopIteration) else exc)
-    else:
-        _settle(loop, future, result, None)
+    except Exception:
+        logger.exception("checkpointer worker: closing its database connections failed")
 
 
 def _settle(
