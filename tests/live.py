@@ -196,7 +196,7 @@ class LiveServer:
     def restart(self) -> None:
         """Stop every process, then start web and the same number of workers again."""
         beat = any("beat" in " ".join(map(str, p.args)) for p in self.worker_procs)
-        workers = sum(1 for p in self.worker_procs if "worker" in p.args)
+        workers = sum(1 for p in self.worker_procs if "worker" in p.args and p.poll() is None)
         for proc in [*self.worker_procs, self.web]:
             if proc is not None:
                 self.kill(proc)
