@@ -9,6 +9,8 @@ from django.http import QueryDict
 
 from agentserver.errors import unprocessable
 
+# Larger offsets, limits or versions would overflow the database's integers.
+MAX_INT = 2**31 - 1
 TRUE_VALUES = {"true", "1", "yes", "on"}
 FALSE_VALUES = {"false", "0", "no", "off", ""}
 
@@ -46,7 +48,7 @@ def query_list(query: QueryDict, name: str) -> list[str]:
     return items
 
 
-def query_int(query: QueryDict, name: str, default: int, *, minimum: int = 0) -> int:
+def query_int(query: QueryDict, name: str, default: int, *, minimum: int = 0, maximum: int = MAX_INT) -> int:
     raw = query.get(name)
     if raw is None or raw == "":
         return default
@@ -56,4 +58,6 @@ def query_int(query: QueryDict, name: str, default: int, *, minimum: int = 0) ->
         raise unprocessable(f"Invalid value for {name}: {raw!r} is not an integer") from None
     if value < minimum:
         raise unprocessable(f"Invalid value for {name}: must be >= {minimum}")
+    if value > maximum:
+        raise unprocessable(f"Invalid value for {name}: must be <= {maximum}")
     return value

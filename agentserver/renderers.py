@@ -13,7 +13,27 @@ ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 def dumps(data: Any) -> bytes:
-    return orjson.dumps(data, default=_default, option=ORJSON_OPTIONS)
+    try:
+        return orjson.dumps(data, default=_default, option=ORJSON_OPTIONS)
+    except TypeError as exc:
+        if str(exc) != "Integer exceeds 64-bit range":
+            raise
+        # Postgres jsonb keeps numbers as numerics: a request's 1e30 is read back as a Python
+        # int of 31 digits, past what orjson writes. JSON has no such limit: write it exactly.
+        return orjson.dumps(_big_ints_as_fragments(data), default=_default, option=ORJSON_OPTIONS)
+
+
+_INT_RANGE = range(-(2**63), 2**64)
+
+
+def _big_ints_as_fragments(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT_RANGE:
+        return orjson.Fragment(str(value).encode())
+    if isinstance(value, dict):
+        return {key: _big_ints_as_fragments(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_big_ints_as_fragments(item) for item in value]
+    return value
 
 
 def to_jsonable(data: Any) -> Any:

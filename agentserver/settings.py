@@ -136,7 +136,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "agentserver.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "agentserver.openapi.AutoSchema",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -144,6 +144,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "A self-hostable LangGraph Agent Server.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several bodies have a "status" choice; name each set rather than numbering them.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "runs.models.RunStatus.values",
+        "ThreadStatusEnum": "threads.models.ThreadStatus.values",
+        "CancelStatusEnum": ["pending", "running", "all"],
+    },
 }
 
 # CORS as the official server: Studio is a browser app on another origin.

@@ -20,7 +20,7 @@ urlpatterns = [
     path("assistants/<str:assistant_id>/subgraphs", assistants.AssistantSubgraphsView.as_view()),
     path(
         "assistants/<str:assistant_id>/subgraphs/<path:namespace>",
-        assistants.AssistantSubgraphsView.as_view(),
+        assistants.AssistantNamespaceSubgraphsView.as_view(),
     ),
     path("assistants/<str:assistant_id>/versions", assistants.AssistantVersionsView.as_view()),
     path("assistants/<str:assistant_id>/latest", assistants.AssistantLatestView.as_view()),
@@ -35,7 +35,7 @@ urlpatterns = [
     # Stateless runs and bulk operations (§1.6)
     path("runs", runs.StatelessRunsView.as_view()),
     path("runs/stream", runs.StatelessStreamRunView.as_view()),
-    path("runs/wait", runs.WaitRunView.as_view()),
+    path("runs/wait", runs.StatelessWaitRunView.as_view()),
     path("runs/batch", runs.BatchRunsView.as_view()),
     path("runs/cancel", runs.BulkCancelView.as_view()),
     path("runs/<str:run_id>/stream", runs.JoinStreamView.as_view()),

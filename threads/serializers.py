@@ -11,9 +11,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from langgraph.types import Interrupt, PregelTask, StateSnapshot
 from rest_framework import serializers
 
+from agentserver.params import MAX_INT
 from threads.models import Thread, ThreadStatus
 
 THREAD_SELECT_FIELDS = (
@@ -45,12 +48,29 @@ STATE_SELECT_FIELDS = (
 EXTRACT_ROOTS = ("values", "metadata", "config", "interrupts")
 EXTRACT_MAX = 10
 TTL_STRATEGIES = ("delete", "keep_latest")
+# A thousand years: longer means "never" in practice, and expiry dates must stay within datetime's range.
+TTL_MAX_MINUTES = 1000 * 365 * 24 * 60
 _SEGMENT = re.compile(r"^([^.\[\]]+)((?:\[-?\d+\])*)$")
 
 
 # ------------------------------------------------------------------ input fields
 
 
+_TTL_MINUTES = {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": TTL_MAX_MINUTES}
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            _TTL_MINUTES,
+            {
+                "type": "object",
+                "properties": {"ttl": _TTL_MINUTES, "strategy": {"type": "string", "enum": list(TTL_STRATEGIES)}},
+                "required": ["ttl"],
+            },
+        ]
+    }
+)
 class TTLField(serializers.Field):
     """`{"ttl": minutes, "strategy": "delete"|"keep_latest"}`, or bare minutes (strategy delete)."""
 
@@ -61,6 +81,8 @@ class TTLField(serializers.Field):
             minutes, strategy = data, "delete"
         if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes <= 0:
             raise serializers.ValidationError("ttl must be a positive number of minutes")
+        if minutes > TTL_MAX_MINUTES:
+            raise serializers.ValidationError(f"ttl must be at most {TTL_MAX_MINUTES} minutes (1000 years)")
         if strategy not in TTL_STRATEGIES:
             raise serializers.ValidationError(f"strategy must be one of {', '.join(TTL_STRATEGIES)}")
         return {"minutes": float(minutes), "strategy": strategy}
@@ -69,6 +91,7 @@ class TTLField(serializers.Field):
         return value
 
 
+@extend_schema_field(OpenApiTypes.ANY)
 class AnyJSONField(serializers.Field):
     """Any JSON value, null included (state values may be an object, a list or null)."""
 
@@ -142,7 +165,7 @@ class ThreadFilterSerializer(serializers.Serializer):
 class ThreadSearchSerializer(ThreadFilterSerializer):
     ids = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
     limit = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=10_000)
-    offset = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    offset = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_INT)
     sort_by = _choice(THREAD_SORT_FIELDS)
     sort_order = _choice(("asc", "desc"))
     select = serializers.ListField(
@@ -231,6 +254,46 @@ class HistorySerializer(serializers.Serializer):
 
 
 # ------------------------------------------------------------------ wire shapes
+
+
+class ThreadSerializer(serializers.Serializer):
+    """The Thread object (documents ``thread_wire``; ``select`` may return a subset)."""
+
+    thread_id = serializers.UUIDField(required=False)
+    created_at = serializers.DateTimeField(required=False)
+    updated_at = serializers.DateTimeField(required=False)
+    state_updated_at = serializers.DateTimeField(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, allow_null=True)
+    config = serializers.DictField(required=False, allow_null=True)
+    context = serializers.DictField(required=False, allow_null=True)
+    status = serializers.ChoiceField(ThreadStatus.values, required=False, allow_null=True)
+    values = AnyJSONField()
+    interrupts = serializers.DictField(required=False, allow_null=True)
+    error = AnyJSONField()
+    ttl = serializers.DictField(required=False)
+    extracted = serializers.DictField(required=False)
+
+
+class CheckpointWireSerializer(serializers.Serializer):
+    checkpoint_id = serializers.CharField()
+    thread_id = serializers.CharField()
+    checkpoint_ns = serializers.CharField(allow_blank=True)
+    checkpoint_map = serializers.DictField(required=False, allow_null=True)
+
+
+class ThreadStateSerializer(serializers.Serializer):
+    """The ThreadState object (documents ``thread_state_wire``; ``select`` may return a subset)."""
+
+    values = AnyJSONField()
+    next = serializers.ListField(child=serializers.CharField(), required=False)
+    tasks = serializers.ListField(child=serializers.DictField(), required=False)
+    metadata = serializers.DictField(required=False, allow_null=True)
+    created_at = serializers.CharField(required=False, allow_null=True)
+    checkpoint = CheckpointWireSerializer(required=False, allow_null=True)
+    parent_checkpoint = CheckpointWireSerializer(required=False, allow_null=True)
+    interrupts = serializers.ListField(child=serializers.DictField(), required=False)
+    checkpoint_id = serializers.CharField(required=False, allow_null=True)
+    parent_checkpoint_id = serializers.CharField(required=False, allow_null=True)
 
 
 def thread_wire(thread: Thread, *, include_ttl: bool = False) -> dict[str, Any]:

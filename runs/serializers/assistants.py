@@ -9,10 +9,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agentserver.errors import unprocessable
-from agentserver.params import TRUE_VALUES
+from agentserver.params import MAX_INT, TRUE_VALUES
 from runs.assistants import SORT_FIELDS
 from runs.models import Assistant, AssistantVersion
 
@@ -29,9 +30,6 @@ ASSISTANT_FIELDS = (
     "updated_at",
 )
 
-# Larger offsets or versions would overflow the database's integer columns.
-MAX_INT = 2**31 - 1
-
 
 class StrictCharField(serializers.CharField):
     """A string and only a string: DRF would otherwise turn ``123`` into ``"123"``."""
@@ -42,31 +40,16 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
 class ObjectField(serializers.JSONField):
-    """A JSON object (not a list, string or number) that the database can store."""
+    """A JSON object (not a list, string or number); ``validated`` refuses NUL characters in it."""
 
-    default_error_messages = {
-        "not_object": "Must be a JSON object.",
-        "null_characters": "Null characters are not allowed.",
-    }
+    default_error_messages = {"not_object": "Must be a JSON object."}
 
     def to_internal_value(self, data: Any) -> dict:
         if not isinstance(data, dict):
             self.fail("not_object")
-        if _has_null_character(data):
-            # Postgres jsonb rejects \u0000; say so instead of failing on insert.
-            self.fail("null_characters")
         return data
-
-
-def _has_null_character(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_null_character(k) or _has_null_character(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_null_character(item) for item in value)
-    return False
 
 
 # Types of the RunnableConfig keys an assistant may set; other keys pass through.
@@ -146,6 +129,27 @@ class AssistantSearchSerializer(PageSerializer, AssistantFilterSerializer):
 
 class SetLatestSerializer(serializers.Serializer):
     version = serializers.IntegerField(min_value=1, max_value=MAX_INT)
+
+
+class AssistantSerializer(serializers.Serializer):
+    """The Assistant object (documents ``assistant_data``; ``select`` may return a subset)."""
+
+    assistant_id = serializers.UUIDField(required=False)
+    graph_id = serializers.CharField(required=False)
+    config = serializers.DictField(required=False)
+    context = serializers.DictField(required=False)
+    metadata = serializers.DictField(required=False)
+    name = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    version = serializers.IntegerField(required=False)
+    created_at = serializers.DateTimeField(required=False)
+    updated_at = serializers.DateTimeField(required=False)
+
+
+class AssistantVersionSerializer(AssistantSerializer):
+    """One version of an assistant (no ``updated_at``)."""
+
+    updated_at = None
 
 
 def parse_xray(raw: str | None) -> bool | int:

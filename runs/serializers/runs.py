@@ -9,9 +9,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from runs.models import Run
+from runs.models import Run, RunStatus
 
 STREAM_MODES = (
     "values", "messages", "messages-tuple", "updates", "events", "tasks", "checkpoints", "debug", "custom",
@@ -23,6 +24,7 @@ RUN_FIELDS = (
 )
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
 class ObjectField(serializers.JSONField):
     """A JSON object; ``null`` reads as absent."""
 
@@ -32,6 +34,10 @@ class ObjectField(serializers.JSONField):
         return data
 
 
+_STREAM_MODE_SCHEMA = {"type": "string", "enum": list(STREAM_MODES)}
+
+
+@extend_schema_field({"oneOf": [_STREAM_MODE_SCHEMA, {"type": "array", "items": _STREAM_MODE_SCHEMA}]})
 class StreamModeField(serializers.Field):
     """One mode or a list of modes; v2-protocol-only modes are refused here."""
 
@@ -53,6 +59,7 @@ class StreamModeField(serializers.Field):
         return value
 
 
+@extend_schema_field({"oneOf": [{"type": "string", "enum": ["*"]}, {"type": "array", "items": {"type": "string"}}]})
 class BreakpointsField(serializers.Field):
     """``"*"`` or a list of node names."""
 
@@ -65,6 +72,11 @@ class BreakpointsField(serializers.Field):
 
     def to_representation(self, value: Any) -> Any:
         return value
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "description": "An assistant UUID or a graph name."})
+class AssistantRefField(serializers.JSONField):
+    """Any JSON on the way in, so that a non-string gets our message rather than DRF's coercion."""
 
 
 class CommandSerializer(serializers.Serializer):
@@ -99,7 +111,7 @@ class CheckpointSerializer(serializers.Serializer):
 class RunCreateSerializer(serializers.Serializer):
     """Fields shared by stateful and stateless run creation."""
 
-    assistant_id = serializers.JSONField()
+    assistant_id = AssistantRefField()
     input = serializers.JSONField(required=False, allow_null=True, default=None)
     command = CommandSerializer(required=False, allow_null=True, default=None)
     metadata = ObjectField(required=False, allow_null=True, default=dict)
@@ -179,6 +191,20 @@ class BulkCancelSerializer(serializers.Serializer):
         if by_ids and (attrs.get("thread_id") is None or not attrs.get("run_ids")):
             raise serializers.ValidationError("thread_id and run_ids go together.")
         return attrs
+
+
+class RunSerializer(serializers.Serializer):
+    """The Run object (documents ``run_to_dict``; ``select`` may return a subset)."""
+
+    run_id = serializers.UUIDField(required=False)
+    thread_id = serializers.UUIDField(required=False)
+    assistant_id = serializers.UUIDField(required=False)
+    created_at = serializers.DateTimeField(required=False)
+    updated_at = serializers.DateTimeField(required=False)
+    status = serializers.ChoiceField(RunStatus.values, required=False)
+    metadata = serializers.DictField(required=False)
+    kwargs = serializers.DictField(required=False)
+    multitask_strategy = serializers.CharField(required=False, allow_null=True)
 
 
 def run_to_dict(run: Run) -> dict[str, Any]:

@@ -20,7 +20,9 @@ from rest_framework.views import APIView
 
 from agentserver.errors import not_found, parse_uuid, unprocessable
 from agentserver.events import get_event_bus, normalise_last_id
-from agentserver.openapi import ANY_JSON, LAST_EVENT_ID, QUERY, SSE, errors, query_flag, query_list as list_param
+from agentserver.openapi import ANY_JSON, LAST_EVENT_ID, QUERY, SSE, errors, query_flag
+from agentserver.openapi import query_int as int_param
+from agentserver.openapi import query_list as list_param
 from agentserver.params import query_bool, query_int, query_list
 from agentserver.validation import validated
 from runs import services, streams
@@ -107,8 +109,8 @@ class ThreadRunsView(APIView):
     @extend_schema(
         operation_id="list_runs",
         parameters=[
-            OpenApiParameter("limit", OpenApiTypes.INT, QUERY, description="Page size (default 10, at least 1)."),
-            OpenApiParameter("offset", OpenApiTypes.INT, QUERY, description="Rows to skip (default 0)."),
+            int_param("limit", "Page size (default 10).", minimum=1),
+            int_param("offset", "Rows to skip (default 0)."),
             OpenApiParameter("status", OpenApiTypes.STR, QUERY, enum=RunStatus.values),
             list_param("select", "Run fields to return.", enum=RUN_FIELDS),
         ],

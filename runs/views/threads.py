@@ -11,17 +11,21 @@ from collections.abc import AsyncIterator
 from asgiref.sync import async_to_sync
 from django.db import close_old_connections
 from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agentserver.errors import bad_request, not_found, parse_uuid
 from agentserver.events import normalise_last_id
+from agentserver.openapi import LAST_EVENT_ID, SSE, errors
+from agentserver.openapi import query_list as list_param
 from agentserver.params import query_list
 from runs.protocol import commands
 from runs.protocol.source import EventFilter, InvalidFilter, parse_since, protocol_sse
 from runs.streams import SSE_HEADERS
-from runs.threadstream import parse_thread_modes, thread_sse
+from runs.threadstream import THREAD_STREAM_MODES, parse_thread_modes, thread_sse
 from threads.models import Thread
 
 
@@ -35,6 +39,38 @@ def _sse(body: AsyncIterator[bytes], *, location: str | None = None) -> Streamin
     return response
 
 
+# OpenAPI shapes of the protocol bodies (validated by runs.protocol, not by these).
+COMMAND = inline_serializer(
+    "ProtocolCommand",
+    {
+        "id": serializers.IntegerField(),
+        "method": serializers.CharField(),
+        "params": serializers.DictField(required=False),
+    },
+)
+COMMAND_REPLY = inline_serializer(
+    "ProtocolReply",
+    {
+        "type": serializers.ChoiceField(["success", "error"]),
+        "id": serializers.JSONField(),  # echoes the command's id, whatever was sent
+        "result": serializers.DictField(required=False),
+        "error": serializers.CharField(required=False),
+        "message": serializers.CharField(required=False),
+    },
+)
+EVENT_FILTER = inline_serializer(
+    "ProtocolEventFilter",
+    {
+        "channels": serializers.ListField(child=serializers.CharField(), min_length=1),
+        "namespaces": serializers.ListField(
+            child=serializers.ListField(child=serializers.CharField()), required=False, allow_null=True
+        ),
+        "depth": serializers.IntegerField(min_value=0, required=False, allow_null=True),
+        "since": serializers.IntegerField(min_value=0, required=False, allow_null=True),
+    },
+)
+
+
 def _existing_thread(thread_id: str) -> str:
     pk = parse_uuid(thread_id, "thread")
     if not Thread.objects.filter(pk=pk).exists():
@@ -45,6 +81,15 @@ def _existing_thread(thread_id: str) -> str:
 class ThreadStreamView(APIView):
     """GET /threads/{tid}/stream: every run of the thread, and thread events."""
 
+    @extend_schema(
+        operation_id="stream_thread",
+        parameters=[
+            list_param("stream_modes", "Thread stream modes (default run_modes).", enum=THREAD_STREAM_MODES),
+            list_param("stream_mode", "The SDK's spelling of stream_modes.", enum=THREAD_STREAM_MODES),
+            LAST_EVENT_ID,
+        ],
+        responses={**SSE, **errors(404, 422)},
+    )
     def get(self, request: Request, thread_id: str) -> StreamingHttpResponse:
         query = request.query_params
         modes = parse_thread_modes(query_list(query, "stream_modes") + query_list(query, "stream_mode"))
@@ -56,6 +101,15 @@ class ThreadStreamView(APIView):
 class ThreadCommandsView(APIView):
     """POST /threads/{tid}/commands: one protocol command, one JSON reply."""
 
+    @extend_schema(
+        operation_id="thread_command",
+        request=COMMAND,
+        responses={
+            200: COMMAND_REPLY,
+            400: OpenApiResponse(COMMAND_REPLY, description="Malformed command"),
+            **errors(422),
+        },
+    )
     def post(self, request: Request, thread_id: str) -> Response:
         pk = str(parse_uuid(thread_id, "thread"))
         payload = request.data
@@ -69,6 +123,7 @@ class ThreadCommandsView(APIView):
 class ThreadEventsView(APIView):
     """POST /threads/{tid}/stream/events: protocol events as SSE, filtered, from ``since``."""
 
+    @extend_schema(operation_id="stream_thread_events", request=EVENT_FILTER, responses={**SSE, **errors(400, 404, 422)})
     def post(self, request: Request, thread_id: str) -> StreamingHttpResponse:
         body = request.data
         try:
