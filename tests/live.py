@@ -138,6 +138,9 @@ class LiveServer:
             self.start_web()
             for _ in range(self.workers):
                 self.start_worker()
+            # The whole production setup: beat's recovery sweep re-sends a run whose message
+            # was lost, as it would in a deployment.
+            self.start_beat()
         else:
             self.web = self._spawn(
                 "web",

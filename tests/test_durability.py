@@ -33,7 +33,6 @@ FAULT_ENV = {
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LiveServer]:
     live = LiveServer(mode="prod", workers=1, extra_env=FAULT_ENV).start()
-    live.start_beat()
     yield live
     live.stop()
 
