@@ -22,7 +22,7 @@ def test_bench_quick_runs_and_prints_the_table(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=280,
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
     for figure in ("`runs.wait` p50", "throughput, 8 clients", "background runs", "interrupt",

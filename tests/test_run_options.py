@@ -149,7 +149,8 @@ async def test_cancel_stops_the_graph_before_its_next_node(server: LiveServer, c
 
 async def _admit_concurrently(client, tid: str, strategy: str, count: int = 20, graph: str = "echo") -> list:
     async def one(i: int):
-        items = ["sleep:0.5"] if graph == "slow" else [f"m{i}"]
+        # Slow runs (5 nodes x 1.5 s) stay in flight while all twenty requests arrive, even on a loaded machine.
+        items = ["sleep:1.5"] if graph == "slow" else [f"m{i}"]
         try:
             return await client.runs.create(tid, graph, input={"items": items}, multitask_strategy=strategy)
         except ConflictError as exc:
