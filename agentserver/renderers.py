@@ -18,8 +18,8 @@ def dumps(data: Any) -> bytes:
     except TypeError as exc:
         if str(exc) != "Integer exceeds 64-bit range":
             raise
-        # Postgres jsonb keeps numbers as numerics: a request's 1e30 is read back as a Python
-        # int of 31 digits, past what orjson writes. JSON has no such limit: write it exactly.
+        # Postgres jsonb keeps numbers as numerics: a request's 1e30 is read back as the Python
+        # int 10**30, past what orjson writes. JSON has no such limit: write it exactly.
         return orjson.dumps(_big_ints_as_fragments(data), default=_default, option=ORJSON_OPTIONS)
 
 

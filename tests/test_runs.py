@@ -210,6 +210,14 @@ async def test_bad_run_input_is_4xx(server: LiveServer, client) -> None:
             ("POST", f"/threads/{tid}/runs/{uuid.uuid4()}/cancel", None, 404),
             ("POST", "/runs/cancel", {"status": "all", "thread_id": tid, "run_ids": [tid]}, 422),
             ("POST", "/runs/batch", [], 422),
+            # Postgres stores no NUL characters (these were 500s on insert).
+            ("POST", f"/threads/{tid}/runs", {"assistant_id": "echo", "input": {"items": ["\u0000"]}}, 422),
+            ("POST", "/runs", {"assistant_id": "echo", "metadata": {"k": "\u0000"}}, 422),
+            ("POST", f"/threads/{tid}/runs/wait", {"assistant_id": "echo", "config": {"tags": ["\u0000"]}}, 422),
+            ("POST", "/runs/batch", [{"assistant_id": "echo", "command": {"resume": "\u0000"}}], 422),
+            # Paging past the database's integers (was a 500 from the query).
+            ("GET", f"/threads/{tid}/runs?offset={10**20}", None, 422),
+            ("GET", f"/threads/{tid}/runs?limit={2**63}", None, 422),
         ]
         for method, path, body, expected in cases:
             response = await http.request(method, path, json=body)
@@ -217,6 +225,22 @@ async def test_bad_run_input_is_4xx(server: LiveServer, client) -> None:
             assert "detail" in response.json()
         bad_json = await http.post(f"/threads/{tid}/runs", content=b"{nope", headers={"content-type": "application/json"})
         assert bad_json.status_code == 422
+        assert (await http.get(f"/threads/{tid}/runs")).json() == []
+
+
+def test_run_with_numbers_beyond_64_bits_reads_back(server: LiveServer) -> None:
+    """Postgres jsonb hands 1e30 back as the integer 10**30: reading the run was a 500."""
+    thread_id = httpx.post(f"{server.url}/threads", json={}).json()["thread_id"]
+    created = httpx.post(
+        f"{server.url}/threads/{thread_id}/runs",
+        json={"assistant_id": "echo", "input": {"items": ["a"]}, "metadata": {"big": 1e30}},
+    )
+    assert created.status_code == 200, created.text
+    run = httpx.get(f"{server.url}/threads/{thread_id}/runs/{created.json()['run_id']}")
+    assert run.status_code == 200, run.text
+    assert float(run.json()["metadata"]["big"]) == 1e30
+    listed = httpx.get(f"{server.url}/threads/{thread_id}/runs")
+    assert listed.status_code == 200, listed.text
 
 
 def test_sync_client_smoke(sync_client) -> None:

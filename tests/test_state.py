@@ -366,6 +366,13 @@ BAD_STATE_INPUTS = [
     ("post", "/threads/{tid}/state", {"values": 5, "as_node": "echo"}, 400, ""),
     ("post", "/threads/{tid}/state", {"values": {"items": ["x"]}, "as_node": "nope"}, 400, ""),
     ("post", "/threads/{tid}/state", [1], 422, "dictionary"),
+    (
+        "post",
+        "/threads/{tid}/state",
+        {"values": {"items": ["a\u0000"]}, "as_node": "echo"},
+        422,
+        "values: Null characters are not allowed.",
+    ),
     ("post", "/threads/{tid}/state/checkpoint", {}, 422, "checkpoint"),
     ("post", "/threads/{tid}/state/checkpoint", {"checkpoint": {}, "subgraphs": "maybe"}, 422, "subgraphs"),
     ("post", "/threads/{tid}/state/checkpoint", {"checkpoint": {}, "select": ["bogus"]}, 422, "select"),

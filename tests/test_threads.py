@@ -332,6 +332,23 @@ BAD_INPUTS = [
     ("post", "/threads", {"ttl": -5}, 422, "ttl"),
     ("post", "/threads", {"ttl": {"ttl": 5, "strategy": "bogus"}}, 422, "strategy"),
     ("post", "/threads", {"ttl": "soon"}, 422, "ttl"),
+    # Past datetime's range (was a 500: OverflowError computing the expiry).
+    ("post", "/threads", {"ttl": 1e16}, 422, "ttl must be at most"),
+    ("post", "/threads", {"ttl": {"ttl": 1.7e308, "strategy": "delete"}}, 422, "ttl must be at most"),
+    # Postgres stores no NUL characters (was a 500 from the insert or the jsonb filter).
+    ("post", "/threads", {"metadata": {"a": "x\u0000"}}, 422, "metadata: Null characters are not allowed."),
+    ("post", "/threads", {"metadata": {"\u0000": 1}}, 422, "metadata: Null characters"),
+    (
+        "post",
+        "/threads",
+        {"metadata": {"graph_id": "echo"}, "supersteps": steps(({"items": ["\u0000"]}, "echo"))},
+        422,
+        "supersteps: Null characters",
+    ),
+    ("post", "/threads/search", {"metadata": {"a": "\u0000"}}, 422, "metadata: Null characters"),
+    ("post", "/threads/search", {"values": {"a": ["\u0000"]}}, 422, "values: Null characters"),
+    ("post", "/threads/count", {"metadata": {"\u0000K": 1}}, 422, "metadata: Null characters"),
+    ("post", "/threads/search", {"offset": 2**63}, 422, "offset"),
     ("post", "/threads", [1, 2], 422, "dictionary"),
     ("post", "/threads", {"supersteps": [{"updates": []}], "metadata": {"graph_id": "echo"}}, 422, "updates"),
     (
@@ -379,6 +396,8 @@ BAD_INPUTS = [
     ("get", f"/threads/{MISSING}", None, 404, f"Thread with ID {MISSING} not found"),
     ("patch", f"/threads/{MISSING}", {"metadata": {}}, 404, "not found"),
     ("patch", "/threads/nope", {"metadata": {}}, 422, "Invalid thread ID"),
+    ("patch", f"/threads/{MISSING}", {"metadata": {"a": "\u0000"}}, 422, "metadata: Null characters"),
+    ("patch", f"/threads/{MISSING}", {"ttl": 2.3e16}, 422, "ttl must be at most"),
     ("delete", "/threads/nope", None, 422, "Invalid thread ID"),
     ("delete", f"/threads/{MISSING}", None, 404, "not found"),
     ("post", f"/threads/{MISSING}/copy", None, 409, "not found"),
@@ -393,6 +412,30 @@ def test_bad_thread_input_is_a_4xx_with_detail(
     response = httpx.request(method.upper(), f"{server.url}{path}", json=body)
     assert response.status_code == code, response.text
     assert detail in response.json()["detail"]
+
+
+def test_rejected_patch_leaves_the_thread_as_it_was(server: LiveServer) -> None:
+    created = httpx.post(f"{server.url}/threads", json={"metadata": {"keep": 1}, "ttl": 5}).json()
+    url = f"{server.url}/threads/{created['thread_id']}"
+    for body in ({"metadata": {"keep": "\u0000"}}, {"ttl": 1e16}, {"metadata": {"keep": 2}, "ttl": 1e16}):
+        assert httpx.patch(url, json=body).status_code == 422
+    after = httpx.get(url, params={"include": "ttl"}).json()
+    assert after["metadata"] == {"keep": 1}
+    assert after["ttl"]["ttl_minutes"] == 5
+
+
+def test_numbers_beyond_64_bits_read_back(server: LiveServer) -> None:
+    """Postgres jsonb hands 1e30 back as the integer 10**30: reads were a 500 once it was stored."""
+    meta = {**tag(), "big": 1e30, "small": -1e25}
+    created = httpx.post(f"{server.url}/threads", json={"metadata": meta})
+    assert created.status_code == 200, created.text
+    fetched = httpx.get(f"{server.url}/threads/{created.json()['thread_id']}")
+    assert fetched.status_code == 200, fetched.text
+    assert float(fetched.json()["metadata"]["big"]) == 1e30
+    assert float(fetched.json()["metadata"]["small"]) == -1e25
+    found = httpx.post(f"{server.url}/threads/search", json={"metadata": {"suite": meta["suite"]}})
+    assert found.status_code == 200, found.text
+    assert [float(t["metadata"]["big"]) for t in found.json()] == [1e30]
 
 
 def test_invalid_json_body_is_422(server: LiveServer) -> None:
