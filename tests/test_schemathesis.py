@@ -62,13 +62,16 @@ def flatmap_path_parameters(context: schemathesis.HookContext, path_parameters: 
 
 
 def create_real_objects(url: str) -> None:
-    """A thread with a finished run and one paused at an interrupt, for ``REAL_IDS``."""
-    with httpx.Client(base_url=url, timeout=60) as client:
-        for graph in ("echo", "interrupt_once"):
-            thread_id = client.post("/threads", json={}).json()["thread_id"]
-            client.post(f"/threads/{thread_id}/runs/wait", json={"assistant_id": graph, "input": {"items": ["a"]}})
-            (run,) = client.get(f"/threads/{thread_id}/runs").json()
-            REAL_IDS.append({"thread_id": thread_id, "run_id": run["run_id"], "assistant_id": graph})
+    """A thread with a checkpoint and a run, for ``REAL_IDS``, without waiting on a worker: the run
+    is delayed, then cancelled before it starts, so joining or streaming it answers at once."""
+    with httpx.Client(base_url=url, timeout=30) as client:
+        superstep = {"updates": [{"values": {"items": ["a"]}, "as_node": "echo"}]}
+        thread = client.post("/threads", json={"metadata": {"graph_id": "echo"}, "supersteps": [superstep]})
+        thread_id = thread.raise_for_status().json()["thread_id"]
+        run = client.post(f"/threads/{thread_id}/runs", json={"assistant_id": "echo", "after_seconds": 3600})
+        run_id = run.raise_for_status().json()["run_id"]
+        client.post(f"/threads/{thread_id}/runs/{run_id}/cancel").raise_for_status()
+        REAL_IDS.append({"thread_id": thread_id, "run_id": run_id, "assistant_id": "echo"})
 
 
 @pytest.fixture(scope="module")
