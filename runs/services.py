@@ -220,28 +220,35 @@ def _admit(
 
 
 def _supersede(runs: list[Run], action: str) -> list[tuple[str, str]]:
-    """Stop in-flight runs for a newer one: queued ones at once, running ones by signal."""
+    """Stop in-flight runs for a newer one: queued ones at once, running ones by signal.
+
+    A run read as pending may be claimed by a worker before this transaction's write reaches it
+    (claims do not take the thread lock); it is then stopped like any running run.
+    """
     signals = []
     for run in runs:
-        if run.status == RunStatus.PENDING:
-            _cancel_pending(run, action)
-        else:
-            Run.objects.filter(pk=run.run_id, status=RunStatus.RUNNING).update(cancel_action=action)
-            signals.append((str(run.run_id), action))
+        if run.status == RunStatus.PENDING and _cancel_pending(run, action):
+            continue
+        Run.objects.filter(pk=run.run_id, status=RunStatus.RUNNING).update(cancel_action=action)
+        signals.append((str(run.run_id), action))
     return signals
 
 
-def _cancel_pending(run: Run, action: str) -> None:
+def _cancel_pending(run: Run, action: str) -> bool:
+    """End a run that has not started; False when a worker claimed it meanwhile."""
+    still_pending = Run.objects.filter(pk=run.run_id, status=RunStatus.PENDING)
     if action == "rollback":
-        Run.objects.filter(pk=run.run_id).delete()
+        cancelled = still_pending.delete()[0] > 0
     else:
-        Run.objects.filter(pk=run.run_id, status=RunStatus.PENDING).update(
+        cancelled = still_pending.update(
             status=RunStatus.INTERRUPTED, ended_at=timezone.now(), cancel_action=action
-        )
-    # Readers waiting on a run that never started learn its end once the cancel commits.
-    status = "rollback" if action == "rollback" else RunStatus.INTERRUPTED
-    ended = {"status": status, "output": None}
-    transaction.on_commit(lambda: get_event_bus().end(str(run.run_id), ended, thread_id=str(run.thread_id)))
+        ) > 0
+    if cancelled:
+        # Readers waiting on a run that never started learn its end once the cancel commits.
+        status = "rollback" if action == "rollback" else RunStatus.INTERRUPTED
+        ended = {"status": status, "output": None}
+        transaction.on_commit(lambda: get_event_bus().end(str(run.run_id), ended, thread_id=str(run.thread_id)))
+    return cancelled
 
 
 # ------------------------------------------------------------------------ cancel
