@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "EVENT_BUS": _default_event_bus,
     # Threads of the in-process dispatcher.
     "INPROCESS_WORKERS": 10,
+    # Threads per worker process for sync graph nodes and ORM calls of running attempts.
+    "SYNC_POOL_SIZE": 32,
     # A run that runs longer ends as `timeout` (BG_JOB_TIMEOUT_SECS of the reference).
     "RUN_TIMEOUT_SECONDS": 86400.0,
     # Attempts of one run before it ends as `error` (worker lost, transient failures).

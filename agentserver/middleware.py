@@ -8,11 +8,12 @@ the 2-core bench machine: ``GET /ok`` 2.9 ms → 1.9 ms, ``POST /threads`` 5.0 m
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Any
 
-from asgiref.sync import async_to_sync, markcoroutinefunction, sync_to_async
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 ADMIN_MIDDLEWARE = [
@@ -24,16 +25,16 @@ ADMIN_MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
-Handler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+Handler = Callable[[HttpRequest], Any]
 
 
-def _chain(paths: list[str], get_response: Handler) -> Handler:
-    """The middleware of ``paths`` around ``get_response``, async throughout; a sync-only
-    middleware (WhiteNoise) is adapted as Django's own handler would adapt it."""
+def _chain(paths: list[str], get_response: Handler, *, is_async: bool) -> Handler:
+    """The middleware of ``paths`` around ``get_response``, in the handler's mode; a
+    sync-only middleware (WhiteNoise) in an async chain is adapted as Django would."""
     handler = get_response
     for path in reversed(paths):
         middleware = import_string(path)
-        if getattr(middleware, "async_capable", False):
+        if not is_async or getattr(middleware, "async_capable", False):
             handler = middleware(handler)
         else:
             handler = sync_to_async(middleware(async_to_sync(handler)), thread_sensitive=True)
@@ -41,18 +42,24 @@ def _chain(paths: list[str], get_response: Handler) -> Handler:
 
 
 class AdminOnlyMiddleware:
-    """Runs ``ADMIN_MIDDLEWARE`` for ``/admin/`` and ``STATIC_URL``; other requests skip it."""
+    """Runs ``ADMIN_MIDDLEWARE`` for ``/admin/`` and ``STATIC_URL``; other requests skip it.
 
-    sync_capable = False
+    Sync and async, as Django's handler requires: async under ASGI (uvicorn), sync under
+    WSGI and the test client."""
+
+    sync_capable = True
     async_capable = True
 
     def __init__(self, get_response: Handler) -> None:
-        markcoroutinefunction(self)  # how Django knows an instance's __call__ is async
         self.get_response = get_response
-        self.admin_response = _chain(ADMIN_MIDDLEWARE, get_response)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)  # how Django knows an instance's __call__ is async
+        self.admin_response = _chain(ADMIN_MIDDLEWARE, get_response, is_async=self.is_async)
         self.prefixes = ("/admin/", "/" + settings.STATIC_URL.strip("/") + "/")
 
-    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+    def __call__(self, request: HttpRequest) -> Any:
+        """The response (a coroutine of it when async)."""
         if request.path_info.startswith(self.prefixes):
-            return await self.admin_response(request)
-        return await self.get_response(request)
+            return self.admin_response(request)
+        return self.get_response(request)

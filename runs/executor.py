@@ -8,13 +8,16 @@ each attempt gets its own event loop. Every write it makes is fenced by the leas
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from django.db import connections, transaction
-from django.db.models import Case, Exists, OuterRef, Value, When
+import uvloop
+from django.db import connections, models, transaction
 from django.utils import timezone
 from langgraph.types import Command, Send
 
@@ -23,8 +26,8 @@ from agentserver.conf import server_settings
 from agentserver.events import CancelWatch, EventBus, get_event_bus
 from agentserver.graphs import get_registry
 from agentserver.renderers import dumps, to_jsonable
-from runs.lease import FencedCheckpointSaver, LeaseLost, claim_run, heartbeat_check
-from runs.models import ACTIVE_RUN_STATUSES, Run, RunStatus
+from runs.lease import FencedCheckpointSaver, LeaseLost, claim_run, lease_keeper
+from runs.models import Run, RunStatus
 from runs.modes import ModeTranslator, langgraph_modes
 from runs.queue import lock_threads, next_queued_run, release_thread
 from runs.serializers.runs import run_to_dict
@@ -61,7 +64,43 @@ def execute_run(run_id: str) -> RunOutcome | None:
     run = claim_run(run_id)
     if run is None:
         return None
-    return asyncio.run(Attempt(run, get_event_bus()).execute())
+    # A clean context per attempt: nothing a graph sets in a contextvar reaches the next one.
+    return _thread_runner().run(_attempt(run), context=contextvars.copy_context())
+
+
+_local = threading.local()
+
+
+def _thread_runner() -> asyncio.Runner:
+    """This worker thread's event loop, kept across attempts: a fresh loop per run costs its
+    set-up and a new default executor, whose threads every sync node would start again."""
+    runner = getattr(_local, "runner", None)
+    if runner is None:
+        runner = _local.runner = asyncio.Runner(loop_factory=_new_event_loop)
+    return runner
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    loop = uvloop.new_event_loop()
+    loop.set_default_executor(_sync_pool())
+    return loop
+
+
+@cache
+def _sync_pool() -> ThreadPoolExecutor:
+    """One pool per process for sync nodes and ORM calls of every attempt's loop."""
+    return ThreadPoolExecutor(max_workers=server_settings.SYNC_POOL_SIZE, thread_name_prefix="agentserver-sync")
+
+
+async def _attempt(run: Run) -> RunOutcome | None:
+    try:
+        return await Attempt(run, get_event_bus()).execute()
+    finally:
+        # As asyncio.run would: tasks a graph left behind do not outlive its attempt.
+        stragglers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in stragglers:
+            task.cancel()
+        await asyncio.gather(*stragglers, return_exceptions=True)
 
 
 def graph_input(kwargs: dict) -> Any:
@@ -88,6 +127,19 @@ def error_payload(exc: BaseException) -> dict:
     return {"error": name, "message": message}
 
 
+def thread_stream_of(run: Run) -> str | None:
+    """The thread stream a run's events also go to; temporary (stateless) threads vanish
+    with the run, so nobody follows theirs."""
+    return None if run.kwargs.get("temporary") else str(run.thread_id)
+
+
+def publish_metadata(bus: EventBus, run: Run) -> None:
+    """The first event of every attempt. The first attempt's is published by admission once
+    committed, so a stream's first frame does not wait for a worker to pick the run up."""
+    payload = dumps({"run_id": str(run.run_id), "attempt": run.attempt or 1})
+    bus.publish(str(run.run_id), "metadata", payload, thread_id=thread_stream_of(run))
+
+
 class Attempt:
     """The execution of one claimed attempt, from the first event to the finish."""
 
@@ -97,8 +149,7 @@ class Attempt:
         self.bus = bus
         self.kwargs: dict = run.kwargs
         self.temporary = bool(self.kwargs.get("temporary"))
-        # Temporary (stateless) threads vanish with the run: nobody follows their stream.
-        self.thread_stream = None if self.temporary else str(run.thread_id)
+        self.thread_stream = thread_stream_of(run)
         self.requested = list(self.kwargs.get("stream_mode") or ["values"])
         self.translator = ModeTranslator(self.requested, subgraphs=bool(self.kwargs.get("subgraphs")))
         self.lost = False
@@ -107,7 +158,6 @@ class Attempt:
         # not finish normally; otherwise the last values chunk is the thread's state.
         self.needs_state = False
         self.snapshot: Any = None
-        self.heartbeat_stop = threading.Event()
         self.graph_task: asyncio.Task | None = None
 
     def publish(self, event: str, data: Any) -> None:
@@ -118,13 +168,13 @@ class Attempt:
     async def execute(self) -> RunOutcome | None:
         loop = asyncio.get_running_loop()
         watch = self.bus.watch_cancel(self.run_id)
-        heartbeat = threading.Thread(target=self._heartbeat, args=(loop, watch), daemon=True)
-        heartbeat.start()
+        lease_keeper.hold(self.run_id, self.run.lease_token, lambda verdict: self._on_lease(loop, watch, verdict))
         try:
-            self.publish("metadata", {"run_id": self.run_id, "attempt": self.run.attempt})
+            if self.run.attempt > 1:  # the first attempt's was published at admission
+                publish_metadata(self.bus, self.run)
             status, error, cancel_action = await self._supervise(watch)
         finally:
-            self.heartbeat_stop.set()
+            lease_keeper.release(self.run_id)
             watch.close()
         if self.lost:
             logger.warning("Run %s lost its lease; this attempt stops without writing", self.run_id)
@@ -164,22 +214,15 @@ class Attempt:
         self.publish("error", error)
         return RunStatus.ERROR, error, ""
 
-    def _heartbeat(self, loop: asyncio.AbstractEventLoop, watch: CancelWatch) -> None:
-        """Renew the lease on its own thread; also catch cancels whose signal was lost."""
-        try:
-            while not self.heartbeat_stop.wait(server_settings.HEARTBEAT_SECONDS):
-                verdict = heartbeat_check(self.run_id, self.run.lease_token)
-                if verdict == "ok":
-                    continue
-                if verdict == "lost":
-                    self.lost = True
-                    if self.graph_task is not None:
-                        loop.call_soon_threadsafe(self.graph_task.cancel)
-                else:
-                    watch.deliver(verdict)
-                return
-        finally:
-            connections.close_all()
+    def _on_lease(self, loop: asyncio.AbstractEventLoop, watch: CancelWatch, verdict: str) -> None:
+        """From the lease keeper's thread: the lease is lost, or a cancel was recorded
+        (its signal may have been lost)."""
+        if verdict != "lost":
+            watch.deliver(verdict)
+            return
+        self.lost = True
+        if self.graph_task is not None:
+            loop.call_soon_threadsafe(self.graph_task.cancel)
 
     def checkpointer(self) -> Any:
         if self.temporary:
@@ -282,18 +325,48 @@ def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread
     """The fenced write that ends an attempt, in two statements: the thread's state (busy
     while other runs are queued; updating it first takes its lock in admission's order),
     then the run, conditioned on the attempt's token. A stale attempt rolls both back."""
+    connection = connections[Run.objects.db]
     now = timezone.now()
-    others = Run.objects.filter(thread_id=OuterRef("pk"), status__in=ACTIVE_RUN_STATUSES).exclude(pk=run.run_id)
     fields = {**thread_fields, "updated_at": now}
-    fields["status"] = Case(When(Exists(others), then=Value(ThreadStatus.BUSY)), default=Value(fields["status"]))
-    with transaction.atomic():
-        Thread.objects.filter(pk=run.thread_id).update(**fields)
-        updated = Run.objects.filter(pk=run.run_id, lease_token=run.lease_token, status=RunStatus.RUNNING).update(
-            status=status, output=output, error=error, ended_at=now, lease_expires_at=None
-        )
-        if not updated:
+    idle_status = fields.pop("status")
+    thread_sql, run_sql = _finish_sql(connection.vendor, tuple(fields))
+    thread_params = [_prep(Thread, name, value, connection) for name, value in fields.items()]
+    thread_id = _prep(Thread, "thread_id", run.thread_id, connection)
+    run_id = _prep(Run, "run_id", run.run_id, connection)
+    run_params = [
+        status, _prep(Run, "output", output, connection), _prep(Run, "error", error, connection),
+        _prep(Run, "ended_at", now, connection), run_id, _prep(Run, "lease_token", run.lease_token, connection),
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(thread_sql, [*thread_params, thread_id, run_id, idle_status, thread_id])
+        cursor.execute(run_sql, run_params)
+        if not cursor.rowcount:
             transaction.set_rollback(True)
-    return bool(updated)
+            return False
+    return True
+
+
+def _prep(model: type[models.Model], name: str, value: Any, connection: Any) -> Any:
+    return model._meta.get_field(name).get_db_prep_save(value, connection)
+
+
+@cache
+def _finish_sql(vendor: str, thread_columns: tuple[str, ...]) -> tuple[str, str]:
+    """``finish_run``'s statements as SQL, built once per backend and set of thread columns:
+    they run for every run, and the ORM would compile them (CASE, EXISTS) every time."""
+    quote = connections[Run.objects.db].ops.quote_name
+    threads, runs = Thread._meta.db_table, Run._meta.db_table
+    assignments = "".join(f"{quote(Thread._meta.get_field(name).column)} = %s, " for name in thread_columns)
+    thread_sql = (
+        f"UPDATE {threads} SET {assignments}status = CASE WHEN EXISTS ("
+        f"SELECT 1 FROM {runs} WHERE thread_id = %s AND run_id <> %s AND status IN ('pending', 'running')"
+        f") THEN 'busy' ELSE %s END WHERE thread_id = %s"
+    )
+    run_sql = (
+        f"UPDATE {runs} SET status = %s, output = %s, error = %s, ended_at = %s, lease_expires_at = NULL "
+        f"WHERE run_id = %s AND lease_token = %s AND status = 'running'"
+    )
+    return thread_sql, run_sql
 
 
 def finish_temporary_run(run: Run) -> bool:

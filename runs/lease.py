@@ -5,7 +5,8 @@
    with no other run of the thread running or queued ahead of it. It bumps ``attempt``
    and issues a fresh ``lease_token``. No row, no execution: duplicate messages are no-ops.
 2. A heartbeat renews the lease every ``HEARTBEAT_SECONDS`` (``heartbeat_check``), so a
-   node that blocks for minutes does not look dead; it also notices recorded cancels.
+   node that blocks for minutes does not look dead; it also notices recorded cancels. One
+   ``LeaseKeeper`` thread per process beats for all of its attempts.
 3. Every write after the claim names the token: checkpoint writes check it inside their
    own transaction (``FencedCheckpointSaver``), the finish conditions its UPDATE on it. A
    worker that lost its lease (paused past it, partitioned) writes nothing.
@@ -17,8 +18,11 @@ call: the claim and the fence run for every run and every checkpoint.
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from functools import cache
 
@@ -28,6 +32,8 @@ from django.utils import timezone
 from agentserver.conf import server_settings
 from runs.models import Run, RunStatus
 from threads.checkpointer import DjangoCheckpointSaver
+
+logger = logging.getLogger(__name__)
 
 
 class LeaseLost(Exception):
@@ -83,6 +89,51 @@ def heartbeat_check(run_id: str, token: uuid.UUID) -> str:
     cancelled = Run.objects.filter(pk=run_id, lease_token=token, status=RunStatus.RUNNING).exclude(cancel_action="")
     action = cancelled.values_list("cancel_action", flat=True).first()
     return "lost" if action is None else action
+
+
+class LeaseKeeper:
+    """The heartbeat of every attempt running in this process, on one thread.
+
+    ``hold`` registers an attempt with a callback; each beat renews its lease and, when the
+    answer is not "ok" (a recorded cancel action, or "lost"), calls the callback once and
+    lets the attempt go. Starting a thread per run would cost more than the run.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[uuid.UUID, Callable[[str], None]]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, run_id: str, token: uuid.UUID, on_verdict: Callable[[str], None]) -> None:
+        with self._lock:
+            self._held[run_id] = (token, on_verdict)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._beat, name="agentserver-leases", daemon=True)
+                self._thread.start()
+
+    def release(self, run_id: str) -> None:
+        with self._lock:
+            self._held.pop(run_id, None)
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(server_settings.HEARTBEAT_SECONDS)
+            with self._lock:
+                held = list(self._held.items())
+            for run_id, (token, on_verdict) in held:
+                try:
+                    verdict = heartbeat_check(run_id, token)
+                except Exception:  # the database is away: try again next beat, the lease is longer
+                    logger.exception("Lease renewal of run %s failed", run_id)
+                    continue
+                finally:
+                    connections.close_all()
+                if verdict != "ok":
+                    self.release(run_id)
+                    on_verdict(verdict)
+
+
+lease_keeper = LeaseKeeper()
 
 
 @cache

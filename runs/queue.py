@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+from django.db import connections
 from django.utils import timezone
 
-from runs.models import ACTIVE_RUN_STATUSES, Run, RunStatus
+from runs.models import ACTIVE_RUN_STATUSES, Run
 from threads.models import Thread, ThreadStatus
 from threads.state import refresh_thread_from_checkpoint
 
@@ -18,14 +19,22 @@ def lock_threads(thread_ids: list[uuid.UUID]) -> None:
 
 
 def next_queued_run(thread_id: uuid.UUID) -> list[str]:
-    """The thread's oldest queued run whose start time has come (FIFO by ``created_at``)."""
-    run_id = (
-        Run.objects.filter(thread_id=thread_id, status=RunStatus.PENDING, created_at__lte=timezone.now())
-        .order_by("created_at")
-        .values_list("run_id", flat=True)
-        .first()
-    )
-    return [str(run_id)] if run_id else []
+    """The thread's oldest queued run whose start time has come (FIFO by ``created_at``).
+
+    Plain SQL: it runs after every run, and the ORM would compile it every time."""
+    connection = connections[Run.objects.db]
+    field = Run._meta.get_field
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT run_id FROM {Run._meta.db_table} WHERE thread_id = %s AND status = 'pending' "
+            "AND created_at <= %s ORDER BY created_at LIMIT 1",
+            [
+                field("thread_id").get_db_prep_value(thread_id, connection),
+                field("created_at").get_db_prep_value(timezone.now(), connection),
+            ],
+        )
+        row = cursor.fetchone()
+    return [str(uuid.UUID(str(row[0])))] if row else []
 
 
 def release_thread(thread_id: uuid.UUID) -> None:

@@ -18,6 +18,7 @@ from agentserver.errors import APIError, bad_request, conflict, not_found, unpro
 from agentserver.events import get_event_bus
 from runs.assistants import resolve_assistant
 from runs.dispatch import dispatch_run
+from runs.executor import publish_metadata
 from runs.models import ACTIVE_RUN_STATUSES, Assistant, Run, RunStatus
 from runs.queue import lock_threads, next_queued_run, release_thread
 from runs.webhooks import WebhookRejected, validate_webhook_url
@@ -170,6 +171,7 @@ def _after_admission(admission: Admission, delay: float) -> None:
     bus = get_event_bus()
     for run_id, action in admission.cancel_signals:
         bus.signal_cancel(run_id, action)
+    publish_metadata(bus, admission.run)
     dispatch_run(str(admission.run.run_id), delay=delay)
 
 
