@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from agentserver.errors import APIError, bad_request, conflict, not_found, unprocessable
@@ -177,25 +178,27 @@ def _after_admission(admission: Admission, delay: float) -> None:
 
 def _lock_thread(
     assistant: Assistant, data: dict, thread_id: uuid.UUID | None, *, stateless: bool
-) -> Thread:
+) -> tuple[Thread, bool]:
+    """The run's thread, locked (created if asked), and whether runs are in flight on it;
+    one statement for an existing thread."""
     stamp = {"graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
     if stateless:
-        return Thread.objects.create(metadata=stamp, status=ThreadStatus.BUSY)
-    thread = Thread.objects.select_for_update().filter(pk=thread_id).first()
+        return Thread.objects.create(metadata=stamp, status=ThreadStatus.BUSY), False
+    in_flight = Run.objects.filter(thread_id=OuterRef("pk"), status__in=ACTIVE_RUN_STATUSES)
+    thread = Thread.objects.select_for_update().annotate(busy=Exists(in_flight)).filter(pk=thread_id).first()
     if thread is not None:
-        return thread
+        return thread, thread.busy
     if data.get("if_not_exists") != "create":
         raise not_found("Thread or assistant not found.")
-    return Thread.objects.create(thread_id=thread_id, metadata=stamp, status=ThreadStatus.BUSY)
+    return Thread.objects.create(thread_id=thread_id, metadata=stamp, status=ThreadStatus.BUSY), False
 
 
 def _admit(
     assistant: Assistant, data: dict, thread_id: uuid.UUID | None, headers: dict[str, str], *, stateless: bool
 ) -> Admission:
-    thread = _lock_thread(assistant, data, thread_id, stateless=stateless)
+    thread, busy = _lock_thread(assistant, data, thread_id, stateless=stateless)
     strategy = data.get("multitask_strategy", "enqueue")
-    in_flight = list(thread.runs.filter(status__in=ACTIVE_RUN_STATUSES))
-    if in_flight and strategy == "reject":
+    if busy and strategy == "reject":
         raise conflict(REJECT_MESSAGE)
     run_id = uuid.uuid4()
     config, context = build_run_config(assistant, thread, data, run_id, headers)
@@ -216,7 +219,8 @@ def _admit(
     thread.status = ThreadStatus.BUSY
     thread.save(update_fields=["metadata", "status", "updated_at"])
     admission = Admission(run=run)
-    if strategy in {"interrupt", "rollback"} and in_flight:
+    if busy and strategy in {"interrupt", "rollback"}:
+        in_flight = list(Run.objects.filter(thread=thread, status__in=ACTIVE_RUN_STATUSES).exclude(pk=run_id))
         admission.cancel_signals = _supersede(in_flight, strategy)
     return admission
 
