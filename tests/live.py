@@ -33,6 +33,7 @@ def free_port() -> int:
 
 
 REDIS_CLAIM_KEY = "agentserver-test:claimed-by"
+REDIS_CLAIM_SECONDS = 6 * 3600
 
 
 def claim_redis_db(owner: str) -> int:
@@ -44,7 +45,7 @@ def claim_redis_db(owner: str) -> int:
     random.shuffle(databases)
     for db in databases:
         client = redis.Redis.from_url(f"{REDIS_BASE_URL}/{db}")
-        if client.set(REDIS_CLAIM_KEY, owner, nx=True, ex=6 * 3600):
+        if client.set(REDIS_CLAIM_KEY, owner, nx=True, ex=REDIS_CLAIM_SECONDS):
             for key in client.scan_iter(count=1000):  # leftovers of a session that crashed
                 if key != REDIS_CLAIM_KEY.encode():
                     client.delete(key)
@@ -210,6 +211,16 @@ class LiveServer:
         if beat:
             self.start_beat()
         self.wait_ready()
+
+    def flush_redis(self) -> None:
+        """Lose every message and event of this deployment, as a Redis restart without
+        persistence would: its own database only (FLUSHALL would also wipe the other
+        servers' and their claims), which stays claimed."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        client.flushdb()
+        client.set(REDIS_CLAIM_KEY, self.db_name, ex=REDIS_CLAIM_SECONDS)
 
     def ledger(self) -> list[str]:
         """Node executions recorded by the test graphs outside the graph state."""

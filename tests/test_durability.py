@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Iterator
 
 import psycopg
 import pytest
-import redis
 from celery import Celery
 from langgraph_sdk import get_client
 
@@ -121,7 +120,7 @@ async def test_redis_flushed_while_runs_pending_sweep_recovers(cluster: LiveServ
         cluster.kill(proc)
     threads = [await sdk.threads.create() for _ in range(4)]
     runs = [await sdk.runs.create(t["thread_id"], "echo", input={"items": [str(i)]}) for i, t in enumerate(threads)]
-    redis.Redis.from_url(cluster.redis_url).flushall()
+    cluster.flush_redis()
     cluster.start_worker()
     for i, (thread, run) in enumerate(zip(threads, runs, strict=True)):
         result = await asyncio.wait_for(sdk.runs.join(thread["thread_id"], run["run_id"]), 60)
