@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from functools import cache
 
-from django.db import DatabaseError, connections
+from django.db import connections
 from django.utils import timezone
 
 from agentserver.conf import server_settings
@@ -159,36 +159,16 @@ def holds_lease(run_id: str, token: uuid.UUID, using: str = "default") -> bool:
         return cursor.fetchone() is not None
 
 
-# Raised by agentserver_hold_lease (runs migration 0004) when the lease is gone.
-LEASE_LOST_SQLSTATE = "AS001"
-
-
 class FencedCheckpointSaver(DjangoCheckpointSaver):
-    """Our checkpointer, refusing every write once the attempt's lease is lost.
+    """Our checkpointer, refusing every write once the attempt's lease is lost."""
 
-    On Postgres the fence is ``agentserver_hold_lease``, sent in the writes' pipeline ahead of
-    them, so a fenced write costs no extra round trip; on SQLite, a SELECT before the writes.
-    """
-
-    def __init__(self, run_id: str, token: uuid.UUID, using: str = "default") -> None:
-        super().__init__(using)
+    def __init__(self, run_id: str, token: uuid.UUID) -> None:
+        super().__init__()
         self.run_id, self.token = run_id, token
-        self.pipelined_fence = connections[self.using].vendor == "postgresql"
-
-    def write_guard(self) -> list[tuple[str, list]]:
-        if not self.pipelined_fence:
-            return []
-        params = [_db("run_id", uuid.UUID(str(self.run_id)), self.using), _db("lease_token", self.token, self.using)]
-        return [("SELECT agentserver_hold_lease(%s, %s)", params)]
 
     @contextlib.contextmanager
     def write_transaction(self) -> Iterator[None]:
-        try:
-            with super().write_transaction():
-                if not self.pipelined_fence and not holds_lease(self.run_id, self.token, self.using):
-                    raise LeaseLost(f"run {self.run_id}: lease lost, write refused")
-                yield
-        except DatabaseError as error:
-            if getattr(error.__cause__, "sqlstate", None) == LEASE_LOST_SQLSTATE:
-                raise LeaseLost(f"run {self.run_id}: lease lost, write refused") from error
-            raise
+        with super().write_transaction():
+            if not holds_lease(self.run_id, self.token, self.using):
+                raise LeaseLost(f"run {self.run_id}: lease lost, write refused")
+            yield

@@ -211,11 +211,7 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
         with self.write_transaction():
             sql.execute(
                 self.using,
-                [
-                    *self.write_guard(),
-                    *statements.inserts(statements.insert_blobs, blobs),
-                    (statements.upsert_checkpoint, row),
-                ],
+                [*statements.inserts(statements.insert_blobs, blobs), (statements.upsert_checkpoint, row)],
             )
         return _config(thread_id, ns, checkpoint["id"])
 
@@ -253,7 +249,7 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
         if not batch:
             return
         with self.write_transaction():
-            sql.execute(self.using, [*self.write_guard(), *batch])
+            sql.execute(self.using, batch)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Zero-padded counter plus a random fraction, as the Postgres saver: sortable as text."""
@@ -265,15 +261,10 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             number = int(current.split(".")[0])
         return f"{number + 1:032}.{random.random():016}"
 
-    def write_guard(self) -> list[sql.Statement]:
-        """Statements sent ahead of the writes of ``put`` and ``put_writes``, in their
-        transaction and pipeline: one that fails aborts the writes (the run executor's
-        fence, so a stale worker writes nothing). None here."""
-        return []
-
     def write_transaction(self) -> AbstractContextManager[Any]:
         """The transaction of ``put`` and ``put_writes`` (Django's ``atomic``), entered before
-        their first write; subclasses may add a guard to it (see also ``write_guard``)."""
+        their first write; subclasses may add a guard to it (the run executor checks its
+        lease there, so a stale worker writes nothing)."""
         guarded = type(self).write_transaction is not DjangoCheckpointSaver.write_transaction
         return transaction.write_transaction(self.using, guarded=guarded)
 
