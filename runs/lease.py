@@ -162,8 +162,8 @@ def holds_lease(run_id: str, token: uuid.UUID, using: str = "default") -> bool:
 class FencedCheckpointSaver(DjangoCheckpointSaver):
     """Our checkpointer, refusing every write once the attempt's lease is lost."""
 
-    def __init__(self, run_id: str, token: uuid.UUID) -> None:
-        super().__init__()
+    def __init__(self, run_id: str, token: uuid.UUID, using: str = "default") -> None:
+        super().__init__(using)
         self.run_id, self.token = run_id, token
 
     @contextlib.contextmanager
