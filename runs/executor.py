@@ -2,7 +2,8 @@
 
 Called by both dispatchers (a Celery task, or the in-process pool of ``manage.py dev``)
 on a worker thread, after ``runs.lease.claim_run`` made this worker the run's owner;
-each attempt gets its own event loop. Every write it makes is fenced by the lease token.
+each attempt runs on that thread's event loop, with a clean context. Every write it makes
+is fenced by the lease token.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ class Attempt:
                 publish_metadata(self.bus, self.run)
             status, error, cancel_action = await self._supervise(watch)
         finally:
-            lease_keeper.release(self.run_id)
+            lease_keeper.release(self.run.lease_token)
             watch.close()
         if self.lost:
             logger.warning("Run %s lost its lease; this attempt stops without writing", self.run_id)

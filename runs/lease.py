@@ -100,27 +100,29 @@ class LeaseKeeper:
     """
 
     def __init__(self) -> None:
-        self._held: dict[str, tuple[uuid.UUID, Callable[[str], None]]] = {}
+        # By token, not run id: a takeover attempt in this process must not be let go by
+        # the attempt it replaced.
+        self._held: dict[uuid.UUID, tuple[str, Callable[[str], None]]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def hold(self, run_id: str, token: uuid.UUID, on_verdict: Callable[[str], None]) -> None:
         with self._lock:
-            self._held[run_id] = (token, on_verdict)
+            self._held[token] = (run_id, on_verdict)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._beat, name="agentserver-leases", daemon=True)
                 self._thread.start()
 
-    def release(self, run_id: str) -> None:
+    def release(self, token: uuid.UUID) -> None:
         with self._lock:
-            self._held.pop(run_id, None)
+            self._held.pop(token, None)
 
     def _beat(self) -> None:
         while True:
             time.sleep(server_settings.HEARTBEAT_SECONDS)
             with self._lock:
                 held = list(self._held.items())
-            for run_id, (token, on_verdict) in held:
+            for token, (run_id, on_verdict) in held:
                 try:
                     verdict = heartbeat_check(run_id, token)
                 except Exception:  # the database is away: try again next beat, the lease is longer
@@ -129,7 +131,7 @@ class LeaseKeeper:
                 finally:
                     connections.close_all()
                 if verdict != "ok":
-                    self.release(run_id)
+                    self.release(token)
                     on_verdict(verdict)
 
 

@@ -1,24 +1,24 @@
-"""The lease fence of checkpoint writes (runs/lease.py): an attempt writes only while it owns
-the run; a stale attempt's put and put_writes raise LeaseLost and store nothing."""
+"""Leases (runs/lease.py): an attempt writes checkpoints only while it owns the run (a stale
+attempt's put and put_writes raise LeaseLost and store nothing), and the process's lease keeper
+renews the attempt that owns it."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
 from django.utils import timezone
 from langgraph.checkpoint.conformance.test_utils import generate_checkpoint, generate_metadata
 
-from runs.lease import FencedCheckpointSaver, LeaseLost
+from runs.lease import FencedCheckpointSaver, LeaseKeeper, LeaseLost
 from runs.models import Run, RunStatus
 from threads.models import Checkpoint, CheckpointWrite, Thread
 
 DATABASES = ["default", "sqlite"]
 
-pytestmark = [
-    pytest.mark.django_db(databases=DATABASES, transaction=True),
-    pytest.mark.parametrize("alias", DATABASES),
-]
+pytestmark = pytest.mark.django_db(databases=DATABASES, transaction=True)
+on_both = pytest.mark.parametrize("alias", DATABASES)
 
 
 def running_run(alias: str) -> Run:
@@ -45,12 +45,14 @@ def stored(alias: str, thread_id: str) -> tuple[int, int]:
     )
 
 
+@on_both
 def test_the_lease_holder_writes(alias: str) -> None:
     run = running_run(alias)
     write_step(FencedCheckpointSaver(str(run.run_id), run.lease_token, alias), str(run.thread_id))
     assert stored(alias, str(run.thread_id)) == (1, 1)
 
 
+@on_both
 def test_an_attempt_whose_lease_was_taken_over_writes_nothing(alias: str) -> None:
     run = running_run(alias)
     stale = FencedCheckpointSaver(str(run.run_id), run.lease_token, alias)
@@ -60,6 +62,7 @@ def test_an_attempt_whose_lease_was_taken_over_writes_nothing(alias: str) -> Non
     assert stored(alias, str(run.thread_id)) == (0, 0)
 
 
+@on_both
 def test_an_attempt_of_a_finished_run_writes_nothing(alias: str) -> None:
     run = running_run(alias)
     saver = FencedCheckpointSaver(str(run.run_id), run.lease_token, alias)
@@ -71,3 +74,21 @@ def test_an_attempt_of_a_finished_run_writes_nothing(alias: str) -> None:
             [("items", ["late"])], task_id="task-2",
         )
     assert stored(alias, str(run.thread_id)) == (1, 1)
+
+
+def test_keeper_keeps_renewing_an_attempt_that_took_over_in_the_same_process(settings) -> None:
+    """The replaced attempt ends after the takeover: releasing it must not let go of the new one."""
+    settings.AGENT_SERVER = {"HEARTBEAT_SECONDS": 0.05, "LEASE_SECONDS": 30.0}
+    run = running_run("default")
+    keeper, verdicts = LeaseKeeper(), []
+    keeper.hold(str(run.run_id), run.lease_token, verdicts.append)
+    takeover = uuid.uuid4()
+    Run.objects.filter(pk=run.pk).update(lease_token=takeover, attempt=2, lease_expires_at=timezone.now())
+    keeper.hold(str(run.run_id), takeover, verdicts.append)
+    keeper.release(run.lease_token)
+    deadline = time.monotonic() + 10
+    while Run.objects.get(pk=run.pk).lease_expires_at <= timezone.now() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert Run.objects.get(pk=run.pk).lease_expires_at > timezone.now()
+    assert verdicts == []
+    keeper.release(takeover)
