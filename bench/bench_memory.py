@@ -44,28 +44,14 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
+from common import Errors, tagged_log  # noqa: E402
+
 CHAIN_NODES = [f"n{i}" for i in range(10)]
 KINDS = ("thread_wait", "stateless", "stream", "background", "interrupt")
 RUNS_PER_KIND = {"interrupt": 2}
 
 
-def log(msg: str) -> None:
-    print(f"[memory {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-class Errors:
-    def __init__(self) -> None:
-        self.by_kind: Counter[str] = Counter()
-        self.samples: list[str] = []
-
-    def add(self, kind: str, what: str) -> None:
-        self.by_kind[kind] += 1
-        if len(self.samples) < 12:
-            self.samples.append(f"{kind}: {what[:300]}")
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_kind.values())
+log = tagged_log("memory")
 
 
 # ---------------------------------------------------------------------------- probes
@@ -287,11 +273,11 @@ async def main_async(args, server) -> int:
     print(f"\n{load.done:,} runs in {time.monotonic() - t0:.0f}s (after {args.warmup} warm-up runs, "
           f"{warm_errors} warm-up errors); kinds cycled: {', '.join(KINDS)}; "
           f"{args.seq_share:.0%} sequential, the rest from {args.concurrency} clients")
-    print(f"errors: {errs.total}" + (f" {dict(errs.by_kind)}" if errs.total else ""))
+    print(f"errors: {errs.total}" + (f" {dict(errs.counts)}" if errs.total else ""))
     for s in errs.samples:
         print(f"  {s}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"series": series, "errors": dict(errs.by_kind),
+        Path(args.json_out).write_text(json.dumps({"series": series, "errors": dict(errs.counts),
                                                    "leaks": leaks}, indent=1))
     return 1 if (leaks or errs.total) else 0
 

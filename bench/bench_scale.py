@@ -45,7 +45,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
+
+from common import Errors, tagged_log  # noqa: E402
 
 GRAPH = "echo"
 CHECKPOINTS_PER_RUN = 3  # echo: input (-1), loop (0), after the node (1)
@@ -62,8 +63,7 @@ EMPTY_USERS = 5  # the measurement threads of the empty database: u0..u4
 SEED_BATCH = 500
 
 
-def log(msg: str) -> None:
-    print(f"[scale {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = tagged_log("scale")
 
 
 def loadavg() -> str:
@@ -77,21 +77,6 @@ def pct(samples: list[float], p: float) -> float | None:
     k = (len(s) - 1) * p / 100
     lo, hi = math.floor(k), math.ceil(k)
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-class Errors:
-    def __init__(self) -> None:
-        self.by_phase: Counter[str] = Counter()
-        self.samples: list[str] = []
-
-    def add(self, phase: str, what: str) -> None:
-        self.by_phase[phase] += 1
-        if len(self.samples) < 12:
-            self.samples.append(f"{phase}: {what[:300]}")
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_phase.values())
 
 
 # ------------------------------------------------------------------------------ seeding
@@ -702,15 +687,15 @@ async def main_async(args, server) -> int:
             print(f"\n{bg['n']:,} background runs (runs.create {args.bg_create_concurrency} in flight, then "
                   f"runs.join {args.bg_join_concurrency} in flight), on seeded threads: created {bg['created']:,}, "
                   f"ok {bg['ok']:,}, create phase {bg['create_s']} s, total {bg['total_s']} s "
-                  f"({bg['runs_per_s']} runs/s), errors {errs.by_phase['bg.create'] + errs.by_phase['bg.join']}")
+                  f"({bg['runs_per_s']} runs/s), errors {errs.counts['bg.create'] + errs.counts['bg.join']}")
     finally:
         seeder.close()
         await c.http.client.aclose()
 
-    print(f"\nerrors: {errs.total}" + (f" {dict(errs.by_phase)}" if errs.total else ""))
+    print(f"\nerrors: {errs.total}" + (f" {dict(errs.counts)}" if errs.total else ""))
     for sample in errs.samples:
         print(f"  {sample}")
-    results["errors"] = {"total": errs.total, "by_phase": dict(errs.by_phase), "samples": errs.samples}
+    results["errors"] = {"total": errs.total, "by_phase": dict(errs.counts), "samples": errs.samples}
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1, default=str))
     return 1 if errs.total else 0
