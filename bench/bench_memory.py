@@ -44,7 +44,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from common import Errors, tagged_log  # noqa: E402
+from common import Errors, on_prod_server, tagged_log  # noqa: E402
 
 CHAIN_NODES = [f"n{i}" for i in range(10)]
 KINDS = ("thread_wait", "stateless", "stream", "background", "interrupt")
@@ -299,21 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.runs, args.every, args.warmup, args.max_s = 600, 100, 50, 180
 
-    from run import WORKER_CONCURRENCY, make_server
-
-    server = make_server("prod")
-    t0 = time.monotonic()
-    try:
-        server.start()
-        log(f"prod server up at {server.url} (db {server.db_name}, worker -P threads -c {WORKER_CONCURRENCY}) "
-            f"in {time.monotonic() - t0:.1f}s")
-        return asyncio.run(main_async(args, server))
-    except Exception as e:  # noqa: BLE001
-        log(f"FAILED: {e!r}")
-        print(server.logs()[-3000:], file=sys.stderr)
-        return 1
-    finally:
-        server.stop()  # kills web + worker, drops the database
+    return on_prod_server(main_async, args, log)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from common import Errors, tagged_log  # noqa: E402
+from common import Errors, on_prod_server, tagged_log  # noqa: E402
 
 GRAPH = "echo"
 CHECKPOINTS_PER_RUN = 3  # echo: input (-1), loop (0), after the node (1)
@@ -728,24 +728,7 @@ def main(argv: list[str] | None = None) -> int:
         args.threads, args.n, args.warmup, args.admissions = min(args.threads, 200), 20, 2, 10
         args.bg_runs, args.phase_max_s = min(args.bg_runs, 50), 90
 
-    from run import WORKER_CONCURRENCY, make_server
-
-    server = make_server("prod")
-    t0 = time.monotonic()
-    try:
-        server.start()
-        log(f"prod server up at {server.url} (db {server.db_name}, worker -P threads -c {WORKER_CONCURRENCY}) "
-            f"in {time.monotonic() - t0:.1f}s")
-        rc = asyncio.run(main_async(args, server))
-        log(f"done in {time.monotonic() - t0:.0f}s")
-        return rc
-    except Exception as e:  # noqa: BLE001
-        log(f"FAILED: {e!r}")
-        if hasattr(server, "logs"):
-            print(server.logs()[-3000:], file=sys.stderr)
-        return 1
-    finally:
-        server.stop()  # kills web + worker, drops the database
+    return on_prod_server(main_async, args, log)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 def tagged_log(tag: str) -> Callable[[str], None]:
@@ -32,3 +34,27 @@ class Errors:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+
+def on_prod_server(
+    main_async: Callable[[Any, Any], Awaitable[int]], args: Any, log: Callable[[str], None]
+) -> int:
+    """Start the production setup as ``run.py`` does, run ``main_async(args, server)`` against
+    it and stop it whatever happens (web and worker killed, database dropped)."""
+    from run import WORKER_CONCURRENCY, make_server
+
+    server = make_server("prod")
+    t0 = time.monotonic()
+    try:
+        server.start()
+        log(f"prod server up at {server.url} (db {server.db_name}, worker -P threads -c {WORKER_CONCURRENCY}) "
+            f"in {time.monotonic() - t0:.1f}s")
+        rc = asyncio.run(main_async(args, server))
+        log(f"done in {time.monotonic() - t0:.0f}s")
+        return rc
+    except Exception as e:  # noqa: BLE001
+        log(f"FAILED: {e!r}")
+        print(server.logs()[-3000:], file=sys.stderr)
+        return 1
+    finally:
+        server.stop()
