@@ -18,7 +18,7 @@ from functools import cache
 from typing import Any
 
 import uvloop
-from django.db import connections, models, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 from langgraph.types import Command, Send
 
@@ -27,7 +27,7 @@ from agentserver.conf import server_settings
 from agentserver.events import CancelWatch, EventBus, get_event_bus
 from agentserver.graphs import get_registry
 from agentserver.renderers import dumps, to_jsonable
-from runs.lease import FencedCheckpointSaver, LeaseLost, claim_run, lease_keeper
+from runs.lease import FencedCheckpointSaver, LeaseLost, claim_run, db_value, lease_keeper
 from runs.models import Run, RunStatus
 from runs.modes import ModeTranslator, langgraph_modes
 from runs.queue import lock_threads, next_queued_run, release_thread
@@ -326,29 +326,25 @@ def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread
     """The fenced write that ends an attempt, in two statements: the thread's state (busy
     while other runs are queued; updating it first takes its lock in admission's order),
     then the run, conditioned on the attempt's token. A stale attempt rolls both back."""
-    connection = connections[Run.objects.db]
+    using = Run.objects.db
     now = timezone.now()
     fields = {**thread_fields, "updated_at": now}
     idle_status = fields.pop("status")
-    thread_sql, run_sql = _finish_sql(connection.vendor, tuple(fields))
-    thread_params = [_prep(Thread, name, value, connection) for name, value in fields.items()]
-    thread_id = _prep(Thread, "thread_id", run.thread_id, connection)
-    run_id = _prep(Run, "run_id", run.run_id, connection)
+    thread_sql, run_sql = _finish_sql(connections[using].vendor, tuple(fields))
+    thread_params = [db_value(name, value, using, Thread) for name, value in fields.items()]
+    thread_id = db_value("thread_id", run.thread_id, using, Thread)
+    run_id = db_value("run_id", run.run_id, using)
     run_params = [
-        status, _prep(Run, "output", output, connection), _prep(Run, "error", error, connection),
-        _prep(Run, "ended_at", now, connection), run_id, _prep(Run, "lease_token", run.lease_token, connection),
+        status, db_value("output", output, using), db_value("error", error, using),
+        db_value("ended_at", now, using), run_id, db_value("lease_token", run.lease_token, using),
     ]
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
         cursor.execute(thread_sql, [*thread_params, thread_id, run_id, idle_status, thread_id])
         cursor.execute(run_sql, run_params)
         if not cursor.rowcount:
             transaction.set_rollback(True)
             return False
     return True
-
-
-def _prep(model: type[models.Model], name: str, value: Any, connection: Any) -> Any:
-    return model._meta.get_field(name).get_db_prep_save(value, connection)
 
 
 @cache

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from functools import cache
 
-from django.db import connections
+from django.db import connections, models
 from django.utils import timezone
 
 from agentserver.conf import server_settings
@@ -40,9 +40,12 @@ class LeaseLost(Exception):
     """This worker no longer owns the run: another attempt has (or will) take over."""
 
 
-def _db(field: str, value: object, using: str) -> object:
-    """A Python value as the database driver wants it (UUIDs are hex text on SQLite)."""
-    return Run._meta.get_field(field).get_db_prep_value(value, connections[using])
+def db_value(
+    field: str, value: object, using: str = "default", model: type[models.Model] = Run
+) -> object:
+    """A Python value as the database driver wants it for ``model.field`` (UUIDs are hex text
+    on SQLite), for the hot statements written as SQL here, in the executor and in the queue."""
+    return model._meta.get_field(field).get_db_prep_save(value, connections[using])
 
 
 @cache
@@ -66,10 +69,10 @@ def claim_run(run_id: str, using: str = "default") -> Run | None:
     """Take ownership of ``run_id`` for one attempt, or return None (see module docstring)."""
     now = timezone.now()
     params = {
-        "token": _db("lease_token", uuid.uuid4(), using),
-        "expires": _db("lease_expires_at", now + timedelta(seconds=server_settings.LEASE_SECONDS), using),
-        "now": _db("created_at", now, using),
-        "run_id": _db("run_id", uuid.UUID(str(run_id)), using),
+        "token": db_value("lease_token", uuid.uuid4(), using),
+        "expires": db_value("lease_expires_at", now + timedelta(seconds=server_settings.LEASE_SECONDS), using),
+        "now": db_value("created_at", now, using),
+        "run_id": db_value("run_id", uuid.UUID(str(run_id)), using),
         "max_attempts": server_settings.RUN_MAX_ATTEMPTS,
     }
     claimed = list(Run.objects.using(using).raw(_claim_sql(connections[using].vendor), params))
@@ -122,17 +125,18 @@ class LeaseKeeper:
             time.sleep(server_settings.HEARTBEAT_SECONDS)
             with self._lock:
                 held = list(self._held.items())
-            for token, (run_id, on_verdict) in held:
-                try:
-                    verdict = heartbeat_check(run_id, token)
-                except Exception:  # the database is away: try again next beat, the lease is longer
-                    logger.exception("Lease renewal of run %s failed", run_id)
-                    continue
-                finally:
-                    connections.close_all()
-                if verdict != "ok":
-                    self.release(token)
-                    on_verdict(verdict)
+            try:
+                for token, (run_id, on_verdict) in held:
+                    try:
+                        verdict = heartbeat_check(run_id, token)
+                    except Exception:  # the database is away: try again next beat, the lease is longer
+                        logger.exception("Lease renewal of run %s failed", run_id)
+                        continue
+                    if verdict != "ok":
+                        self.release(token)
+                        on_verdict(verdict)
+            finally:
+                connections.close_all()  # one checkout per beat, none held while asleep
 
 
 lease_keeper = LeaseKeeper()
@@ -156,7 +160,7 @@ def holds_lease(run_id: str, token: uuid.UUID, using: str = "default") -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
             _fence_sql(connection.vendor),
-            [_db("run_id", uuid.UUID(str(run_id)), using), _db("lease_token", token, using)],
+            [db_value("run_id", uuid.UUID(str(run_id)), using), db_value("lease_token", token, using)],
         )
         return cursor.fetchone() is not None
 

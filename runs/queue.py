@@ -7,6 +7,7 @@ import uuid
 from django.db import connections
 from django.utils import timezone
 
+from runs.lease import db_value
 from runs.models import ACTIVE_RUN_STATUSES, Run
 from threads.models import Thread, ThreadStatus
 from threads.state import refresh_thread_from_checkpoint
@@ -22,16 +23,12 @@ def next_queued_run(thread_id: uuid.UUID) -> list[str]:
     """The thread's oldest queued run whose start time has come (FIFO by ``created_at``).
 
     Plain SQL: it runs after every run, and the ORM would compile it every time."""
-    connection = connections[Run.objects.db]
-    field = Run._meta.get_field
-    with connection.cursor() as cursor:
+    using = Run.objects.db
+    with connections[using].cursor() as cursor:
         cursor.execute(
             f"SELECT run_id FROM {Run._meta.db_table} WHERE thread_id = %s AND status = 'pending' "
             "AND created_at <= %s ORDER BY created_at LIMIT 1",
-            [
-                field("thread_id").get_db_prep_value(thread_id, connection),
-                field("created_at").get_db_prep_value(timezone.now(), connection),
-            ],
+            [db_value("thread_id", thread_id, using), db_value("created_at", timezone.now(), using)],
         )
         row = cursor.fetchone()
     return [str(uuid.UUID(str(row[0])))] if row else []
