@@ -1,6 +1,7 @@
 """ASGI entry point: ``uvicorn agentserver.asgi:application``.
 
-HTTP goes to Django; websockets to the Channels consumers of ``runs.urls``, behind an
+HTTP goes to Django (each request's sync code on a reused thread, see
+``PooledThreadASGIHandler``); websockets to the Channels consumers of ``runs.urls``, behind an
 origin check: a browser (which always sends ``Origin``) may connect only from an allowed
 origin, so a page elsewhere cannot open a socket with the user's cookies. Clients that
 send no ``Origin`` (the SDK, servers) carry no ambient browser credentials and pass.
@@ -8,15 +9,63 @@ send no ``Origin`` (the SDK, servers) carry no ambient browser credentials and p
 
 from __future__ import annotations
 
+import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import django
+from asgiref.sync import ThreadSensitiveContext
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import OriginValidator
-from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentserver.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+
+class PooledThreadASGIHandler(ASGIHandler):
+    """Django's ASGI handler, with each request's sync code on a thread reused across requests.
+
+    Django runs a request's sync middleware and view on a thread of that request's own
+    (asgiref's ``ThreadSensitiveContext``) and starts a new one every time: a thread start,
+    and all per-thread state built again (the database wrapper; Celery's result backend,
+    which scans every installed package's entry points). Here a request borrows an idle
+    single-thread executor and returns it afterwards: still one request per thread at a time.
+    """
+
+    max_idle = 64
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._idle: list[ThreadPoolExecutor] = []
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)  # Django's own error
+        executor = self._idle.pop() if self._idle else ThreadPoolExecutor(1, "agentserver-request")
+        try:
+            async with ThreadSensitiveContext(executor=executor):
+                await self.handle(scope, receive, send)
+        finally:
+            self._give_back(executor)
+
+    def _give_back(self, executor: ThreadPoolExecutor) -> None:
+        """Idle again once everything queued on it ran: the sync call of a request cut short
+        by its client may still be running, and must not hold up the next borrower."""
+        loop = asyncio.get_running_loop()
+
+        def done(_: object) -> None:
+            if len(self._idle) < self.max_idle:
+                self._idle.append(executor)
+            else:
+                executor.shutdown(wait=False)
+
+        barrier = executor.submit(int)
+        barrier.add_done_callback(lambda future: loop.call_soon_threadsafe(done, future))
+
+
+django_asgi_app = PooledThreadASGIHandler()
 
 from django.conf import settings  # noqa: E402  (needs Django set up)
 

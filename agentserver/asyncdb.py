@@ -1,6 +1,6 @@
 """The ORM from async code, off the event loop and without pinning connections.
 
-Sync views get a thread per request from Django's ASGI handler; async code (SSE relays,
+Sync views run on their request's thread (see ``agentserver.asgi``); async code (SSE relays,
 websocket consumers) reaches the ORM through ``database_sync_to_async``, which runs on a
 shared pool (not the one thread-sensitive executor, which would serialise every stream)
 and hands the connection back to the pool after each call.
