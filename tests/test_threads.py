@@ -424,6 +424,24 @@ def test_rejected_patch_leaves_the_thread_as_it_was(server: LiveServer) -> None:
     assert after["ttl"]["ttl_minutes"] == 5
 
 
+def test_each_answer_is_about_its_own_body(server: LiveServer) -> None:
+    """Request threads and their serializers are reused: nothing of one body's validation
+    (errors, values) shows in the answer to the next."""
+    for attempt in range(3):
+        bad = httpx.post(f"{server.url}/threads", json={"ttl": 1e16})
+        assert bad.status_code == 422, bad.text
+        assert "ttl" in bad.json()["detail"] and "metadata" not in bad.json()["detail"]
+        other_bad = httpx.post(f"{server.url}/threads", json={"metadata": "not a dict"})
+        assert other_bad.status_code == 422, other_bad.text
+        assert "ttl" not in other_bad.json()["detail"]
+        good = httpx.post(f"{server.url}/threads", json={"metadata": {"attempt": attempt}})
+        assert good.status_code == 200, good.text
+        assert good.json()["metadata"] == {"attempt": attempt}
+        plain = httpx.post(f"{server.url}/threads", json={})
+        assert plain.status_code == 200, plain.text
+        assert plain.json()["metadata"] == {}
+
+
 def test_numbers_beyond_64_bits_read_back(server: LiveServer) -> None:
     """Postgres jsonb hands 1e30 back as the integer 10**30: reads were a 500 once it was stored."""
     meta = {**tag(), "big": 1e30, "small": -1e25}
