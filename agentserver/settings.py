@@ -106,7 +106,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the writer; IMMEDIATE transactions take the write
     # lock up front so concurrent writers queue on busy_timeout instead of failing.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0  # one connection per request thread (ASGI)
+    # Each thread keeps its connection (request threads are reused, see agentserver.asgi):
+    # opening one costs a file open, the PRAGMAs and Django's SQL functions every time.
+    DATABASES["default"]["CONN_MAX_AGE"] = None
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",

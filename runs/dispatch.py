@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from celery import current_app
-from django.db import connections
+from django.db import close_old_connections
 
 from agentserver.conf import server_settings
 from runs import webhooks
@@ -39,7 +39,7 @@ def _in_pool(function: Any, *args: Any) -> None:
         except Exception:
             logger.exception("In-process job %s failed", getattr(function, "__name__", function))
         finally:
-            connections.close_all()
+            close_old_connections()  # back to the pool; SQLite's stays open
 
     _pool(server_settings.INPROCESS_WORKERS).submit(job)
 
