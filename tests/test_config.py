@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.live import ROOT
+from tests.live import POSTGRES_ADMIN_URL, ROOT
 
 
 def run_manage(*args: str, config: Path | None = None, **env: str) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTSERVER_", "DJANGO_"))}
-    environment.update(DJANGO_SETTINGS_MODULE="agentserver.settings", DATABASE_URL="sqlite:///:memory:", **env)
+    environment.update(DJANGO_SETTINGS_MODULE="agentserver.settings", DATABASE_URL="sqlite:///:memory:")
+    environment.update(env)
     if config is not None:
         environment["AGENTSERVER_CONFIG"] = str(config)
     return subprocess.run(
@@ -69,3 +70,22 @@ async def test_every_kind_of_graph_entry_runs(client) -> None:
     assert (await client.runs.wait(None, "env", input={"items": []}))["items"] == ["from-config"]
     graphs = {a["graph_id"] for a in await client.assistants.search(limit=100)}
     assert {"managed", "by_module", "env", "configurable"} <= graphs
+
+
+def test_prepared_statements_can_be_turned_off_for_a_pooler() -> None:
+    """Behind PgBouncer in transaction mode an operator sets DATABASE_PREPARED_STATEMENTS=false:
+    parameters are then bound on the client and nothing is prepared on the server."""
+    probe = (
+        "from django.db import connection\n"
+        "with connection.cursor() as cursor:\n"
+        "    for _ in range(8): cursor.execute('SELECT %s::int', [1])\n"
+        "    print(type(cursor.cursor).__name__, connection.connection.prepare_threshold)\n"
+        "    cursor.execute('SELECT count(*) FROM pg_prepared_statements'); print(cursor.fetchone()[0])\n"
+    )
+    url = POSTGRES_ADMIN_URL
+    default = run_manage("shell", "-v", "0", "-c", probe, DATABASE_URL=url)
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.split() == ["ServerBindingCursor", "5", "1"]
+    off = run_manage("shell", "-v", "0", "-c", probe, DATABASE_URL=url, DATABASE_PREPARED_STATEMENTS="false")
+    assert off.returncode == 0, off.stderr
+    assert off.stdout.split() == ["Cursor", "None", "0"]
