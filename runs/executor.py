@@ -296,11 +296,13 @@ class Attempt:
         values = to_jsonable(self.last_values) if self.last_values is not None else None
         output = {"__error__": error} if error is not None else values
         if self.temporary:
-            finished = finish_temporary_run(self.run)
+            thread_status = ThreadStatus.IDLE if finish_temporary_run(self.run) else None
         else:
             thread_fields = self._final_thread_fields(status, error, values)
-            finished = finish_run(self.run, status, output=output, error=error, thread_fields=thread_fields)
-        return self._after_commit(status, output, error) if finished else None
+            thread_status = finish_run(self.run, status, output=output, error=error, thread_fields=thread_fields)
+        if thread_status is None:
+            return None
+        return self._after_commit(status, output, error, others_waiting=thread_status == ThreadStatus.BUSY)
 
     def _rollback(self) -> RunOutcome | None:
         with transaction.atomic():
@@ -313,24 +315,29 @@ class Attempt:
         self.bus.end(self.run_id, {"status": "rollback", "output": None}, thread_id=self.thread_stream)
         return RunOutcome(next_run_ids=next_queued_run(self.run.thread_id))
 
-    def _after_commit(self, status: str, output: Any, error: dict | None) -> RunOutcome:
+    def _after_commit(self, status: str, output: Any, error: dict | None, *, others_waiting: bool) -> RunOutcome:
         self.bus.end(self.run_id, {"status": status, "output": output}, thread_id=self.thread_stream)
-        outcome = RunOutcome(next_run_ids=[] if self.temporary else next_queued_run(self.run.thread_id))
+        outcome = RunOutcome(next_run_ids=next_queued_run(self.run.thread_id) if others_waiting else [])
         webhook = self.kwargs.get("webhook")
         if webhook:
             outcome.webhook = (webhook, webhook_body(self.run, status, output, error))
         return outcome
 
 
-def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread_fields: dict) -> bool:
+def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread_fields: dict) -> str | None:
     """The fenced write that ends an attempt, in two statements: the thread's state (busy
     while other runs are queued; updating it first takes its lock in admission's order),
-    then the run, conditioned on the attempt's token. A stale attempt rolls both back."""
+    then the run, conditioned on the attempt's token. A stale attempt rolls both back.
+
+    Returns the thread's new status (only a busy thread has a queued run to start next), or
+    None when the attempt was stale."""
     using = Run.objects.db
     now = timezone.now()
     fields = {**thread_fields, "updated_at": now}
     idle_status = fields.pop("status")
-    thread_sql, run_sql = _finish_sql(connections[using].vendor, tuple(fields))
+    connection = connections[using]
+    returning = connection.features.can_return_columns_from_insert  # SQLite 3.35+, Postgres
+    thread_sql, run_sql = _finish_sql(connection.vendor, tuple(fields), returning=returning)
     thread_params = [db_value(name, value, using, Thread) for name, value in fields.items()]
     thread_id = db_value("thread_id", run.thread_id, using, Thread)
     run_id = db_value("run_id", run.run_id, using)
@@ -338,17 +345,18 @@ def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread
         status, db_value("output", output, using), db_value("error", error, using),
         db_value("ended_at", now, using), run_id, db_value("lease_token", run.lease_token, using),
     ]
-    with transaction.atomic(using=using), connections[using].cursor() as cursor:
+    with transaction.atomic(using=using), connection.cursor() as cursor:
         cursor.execute(thread_sql, [*thread_params, thread_id, run_id, idle_status, thread_id])
+        row = cursor.fetchone() if returning else None
         cursor.execute(run_sql, run_params)
         if not cursor.rowcount:
             transaction.set_rollback(True)
-            return False
-    return True
+            return None
+    return row[0] if row else ThreadStatus.BUSY  # without RETURNING: look for a queued run
 
 
 @cache
-def _finish_sql(vendor: str, thread_columns: tuple[str, ...]) -> tuple[str, str]:
+def _finish_sql(vendor: str, thread_columns: tuple[str, ...], *, returning: bool) -> tuple[str, str]:
     """``finish_run``'s statements as SQL, built once per backend and set of thread columns:
     they run for every run, and the ORM would compile them (CASE, EXISTS) every time."""
     quote = connections[Run.objects.db].ops.quote_name
@@ -357,7 +365,7 @@ def _finish_sql(vendor: str, thread_columns: tuple[str, ...]) -> tuple[str, str]
     thread_sql = (
         f"UPDATE {threads} SET {assignments}status = CASE WHEN EXISTS ("
         f"SELECT 1 FROM {runs} WHERE thread_id = %s AND run_id <> %s AND status IN ('pending', 'running')"
-        f") THEN 'busy' ELSE %s END WHERE thread_id = %s"
+        f") THEN 'busy' ELSE %s END WHERE thread_id = %s{' RETURNING status' if returning else ''}"
     )
     run_sql = (
         f"UPDATE {runs} SET status = %s, output = %s, error = %s, ended_at = %s, lease_expires_at = NULL "
