@@ -325,9 +325,9 @@ class Attempt:
 
 
 def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread_fields: dict) -> str | None:
-    """The fenced write that ends an attempt, in two statements: the thread's state (busy
-    while other runs are queued; updating it first takes its lock in admission's order),
-    then the run, conditioned on the attempt's token. A stale attempt rolls both back.
+    """The fenced write that ends an attempt: the thread's state (busy while other runs are
+    queued; its row is locked first, in admission's order), then the run, conditioned on the
+    attempt's token. A stale attempt rolls both back.
 
     Returns the thread's new status (only a busy thread has a queued run to start next), or
     None when the attempt was stale."""
@@ -337,7 +337,7 @@ def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread
     idle_status = fields.pop("status")
     connection = connections[using]
     returning = connection.features.can_return_columns_from_insert  # SQLite 3.35+, Postgres
-    thread_sql, run_sql = _finish_sql(connection.vendor, tuple(fields), returning=returning)
+    lock_sql, thread_sql, run_sql = _finish_sql(connection.vendor, tuple(fields), returning=returning)
     thread_params = [db_value(name, value, using, Thread) for name, value in fields.items()]
     thread_id = db_value("thread_id", run.thread_id, using, Thread)
     run_id = db_value("run_id", run.run_id, using)
@@ -346,6 +346,8 @@ def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread
         db_value("ended_at", now, using), run_id, db_value("lease_token", run.lease_token, using),
     ]
     with transaction.atomic(using=using), connection.cursor() as cursor:
+        if lock_sql:
+            cursor.execute(lock_sql, [thread_id])
         cursor.execute(thread_sql, [*thread_params, thread_id, run_id, idle_status, thread_id])
         row = cursor.fetchone() if returning else None
         cursor.execute(run_sql, run_params)
@@ -356,11 +358,18 @@ def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread
 
 
 @cache
-def _finish_sql(vendor: str, thread_columns: tuple[str, ...], *, returning: bool) -> tuple[str, str]:
+def _finish_sql(vendor: str, thread_columns: tuple[str, ...], *, returning: bool) -> tuple[str, str, str]:
     """``finish_run``'s statements as SQL, built once per backend and set of thread columns:
-    they run for every run, and the ORM would compile them (CASE, EXISTS) every time."""
+    they run for every run, and the ORM would compile them (CASE, EXISTS) every time.
+
+    On Postgres the thread row is locked by a statement of its own first: a statement that
+    waited for a row lock sees the other tables as they were when it started (READ
+    COMMITTED), so the update's EXISTS would miss a run queued by the admission it waited
+    for, and the thread would read idle with that run pending. SQLite's write transactions
+    are serial already."""
     quote = connections[Run.objects.db].ops.quote_name
     threads, runs = Thread._meta.db_table, Run._meta.db_table
+    lock_sql = f"SELECT 1 FROM {threads} WHERE thread_id = %s FOR UPDATE" if vendor == "postgresql" else ""
     assignments = "".join(f"{quote(Thread._meta.get_field(name).column)} = %s, " for name in thread_columns)
     thread_sql = (
         f"UPDATE {threads} SET {assignments}status = CASE WHEN EXISTS ("
@@ -371,7 +380,7 @@ def _finish_sql(vendor: str, thread_columns: tuple[str, ...], *, returning: bool
         f"UPDATE {runs} SET status = %s, output = %s, error = %s, ended_at = %s, lease_expires_at = NULL "
         f"WHERE run_id = %s AND lease_token = %s AND status = 'running'"
     )
-    return thread_sql, run_sql
+    return lock_sql, thread_sql, run_sql
 
 
 def finish_temporary_run(run: Run) -> bool:

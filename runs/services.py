@@ -180,31 +180,37 @@ def _after_admission(admission: Admission, delay: float) -> None:
 def _lock_thread(
     assistant: Assistant, data: dict, thread_id: uuid.UUID | None, *, stateless: bool
 ) -> tuple[Thread, bool]:
-    """The run's thread, locked (created if asked), and whether runs are in flight on it;
-    one statement for an existing thread."""
+    """The run's thread, locked (created if asked), and whether runs are in flight on it."""
     stamp = {"graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
     if stateless:
         return Thread.objects.create(metadata=stamp, status=ThreadStatus.BUSY), False
     using = Thread.objects.db
+    connection = connections[using]
+    lock_sql, in_flight_sql = _admission_sql(connection.vendor)
     params = [db_value("thread_id", thread_id, using, Thread)]
-    thread = next(iter(Thread.objects.raw(_lock_thread_sql(connections[using].vendor), params)), None)
+    thread = next(iter(Thread.objects.raw(lock_sql, params)), None)
     if thread is not None:
-        return thread, bool(thread.busy)
+        # Asked only now that the lock is held: Postgres (READ COMMITTED) evaluates a statement
+        # that waited for a row lock against the other tables as they were when it started, so
+        # an EXISTS in the locking statement would miss the run of the admission it waited for.
+        with connection.cursor() as cursor:
+            cursor.execute(in_flight_sql, params)
+            return thread, bool(cursor.fetchone()[0])
     if data.get("if_not_exists") != "create":
         raise not_found("Thread or assistant not found.")
     return Thread.objects.create(thread_id=thread_id, metadata=stamp, status=ThreadStatus.BUSY), False
 
 
 @cache
-def _lock_thread_sql(vendor: str) -> str:
-    """``_lock_thread``'s statement, written once: compiled by the ORM (FOR UPDATE, an EXISTS
-    annotation) it cost more CPU than the rest of admission."""
+def _admission_sql(vendor: str) -> tuple[str, str]:
+    """``_lock_thread``'s statements, written once: compiled by the ORM they cost more CPU
+    than the rest of admission."""
     threads, runs = Thread._meta.db_table, Run._meta.db_table
     active = ", ".join(f"'{status}'" for status in ACTIVE_RUN_STATUSES)
     lock = " FOR UPDATE" if vendor == "postgresql" else ""
     return (
-        f"SELECT {threads}.*, EXISTS (SELECT 1 FROM {runs} WHERE {runs}.thread_id = {threads}.thread_id "
-        f"AND {runs}.status IN ({active})) AS busy FROM {threads} WHERE {threads}.thread_id = %s{lock}"
+        f"SELECT * FROM {threads} WHERE thread_id = %s{lock}",
+        f"SELECT EXISTS (SELECT 1 FROM {runs} WHERE thread_id = %s AND status IN ({active}))",
     )
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psycopg
 import pytest
 from langgraph_sdk.errors import ConflictError
 
@@ -200,3 +203,77 @@ async def test_twenty_concurrent_interrupts_leave_the_last_one(client, strategy:
     else:
         assert len(runs) == 1 and first["run_id"] not in [r["run_id"] for r in runs]
     assert (await client.threads.get(tid))["status"] == "idle"
+
+
+# ------------------------------------------------- a thread lock held by another transaction
+# Postgres (READ COMMITTED) evaluates a statement that waited for a row lock against the
+# other tables as they were when the statement started. These tests hold a thread's lock
+# as a concurrent admission would, queue a run under it, and check that whoever waited
+# for the lock sees that run once it gets the lock.
+
+QUEUE_A_COPY = (
+    "INSERT INTO runs_run (run_id, thread_id, assistant_id, status, metadata, kwargs, multitask_strategy,"
+    " created_at, updated_at, attempt, cancel_action)"
+    " SELECT %s, thread_id, assistant_id, 'pending', metadata, kwargs, 'enqueue', now() + %s * interval '1 second',"
+    " now(), 0, '' FROM runs_run WHERE run_id = %s"
+)
+
+
+def _until_a_lock_is_awaited(server: LiveServer, timeout: float = 20) -> None:
+    with psycopg.connect(server.database_url, autocommit=True) as conn:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()[0]
+            if waiting:
+                return
+            time.sleep(0.02)
+    raise AssertionError("nothing waited for the thread's lock")
+
+
+def test_reject_waiting_for_the_thread_lock_sees_the_run_queued_meanwhile(prod_server: LiveServer) -> None:
+    url = prod_server.url
+    thread_id = httpx.post(f"{url}/threads", json={}).json()["thread_id"]
+    body = {"assistant_id": "echo", "input": {"items": ["a"]}}
+    done = httpx.post(f"{url}/threads/{thread_id}/runs/wait", json=body)
+    assert done.status_code == 200, done.text
+    first_run = httpx.get(f"{url}/threads/{thread_id}/runs").json()[0]["run_id"]
+    queued = str(uuid.uuid4())
+    with psycopg.connect(prod_server.database_url) as holder, ThreadPoolExecutor(1) as pool:
+        holder.execute("SELECT 1 FROM threads_thread WHERE thread_id = %s FOR UPDATE", [thread_id])
+        holder.execute(QUEUE_A_COPY, [queued, 3600, first_run])  # due in an hour: no worker takes it
+        reject = pool.submit(
+            httpx.post, f"{url}/threads/{thread_id}/runs", json={**body, "multitask_strategy": "reject"}, timeout=60
+        )
+        _until_a_lock_is_awaited(prod_server)
+        holder.commit()
+        answer = reject.result()
+    try:
+        assert answer.status_code == 409, answer.text
+    finally:
+        with psycopg.connect(prod_server.database_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM runs_run WHERE run_id = %s", [queued])
+
+
+def test_run_queued_while_the_previous_one_finishes_starts_at_once(prod_server: LiveServer) -> None:
+    """The finishing worker waits for the thread's lock, then must see the run queued under
+    it and start it (otherwise only the recovery sweep would, PENDING_REDISPATCH_SECONDS on)."""
+    url = prod_server.url
+    thread_id = httpx.post(f"{url}/threads", json={}).json()["thread_id"]
+    running = httpx.post(
+        f"{url}/threads/{thread_id}/runs", json={"assistant_id": "block", "input": {"items": ["block:1"]}}
+    ).json()["run_id"]
+    queued = str(uuid.uuid4())
+    with psycopg.connect(prod_server.database_url) as holder:
+        holder.execute("SELECT 1 FROM threads_thread WHERE thread_id = %s FOR UPDATE", [thread_id])
+        _until_a_lock_is_awaited(prod_server)  # the finish of the running run
+        holder.execute(QUEUE_A_COPY, [queued, 0, running])
+        holder.commit()
+    # The recovery sweep would start it only PENDING_REDISPATCH_SECONDS (30) after it was queued.
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{url}/threads/{thread_id}/runs/{queued}").json()["status"] in {"pending", "running"}:
+        assert time.monotonic() < deadline, "the queued run was left waiting for the recovery sweep"
+        time.sleep(0.1)
+    assert httpx.get(f"{url}/threads/{thread_id}/runs/{queued}").json()["status"] == "success"
+    assert httpx.get(f"{url}/threads/{thread_id}").json()["status"] == "idle"
