@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
@@ -20,7 +21,7 @@ from agentserver.errors import APIError, bad_request, conflict, not_found, parse
 from agentserver.graphs import LoadedGraph, default_assistant_id, get_registry
 from agentserver.jsonquery import json_contains
 from crons.models import Cron
-from runs.lease import db_value
+from runs.lease import db_value, model_columns
 from runs.models import Assistant, AssistantVersion, Run
 from threads.models import Checkpoint, CheckpointBlob, CheckpointWrite, Thread
 
@@ -51,7 +52,9 @@ def ensure_system_assistants() -> None:
 # ---------------------------------------------------------------- lookups
 
 
-ASSISTANT_BY_ID = f"SELECT * FROM {Assistant._meta.db_table} WHERE assistant_id = %s"
+@cache
+def _assistant_by_id_sql() -> str:
+    return f"SELECT {model_columns(Assistant)} FROM {Assistant._meta.db_table} WHERE assistant_id = %s"
 
 
 def resolve_assistant_id(value: Any) -> uuid.UUID:
@@ -67,7 +70,7 @@ def resolve_assistant(value: Any) -> Assistant:
     Every run reads it, so the statement is written once rather than compiled each time."""
     assistant_id = resolve_assistant_id(value)
     params = [db_value("assistant_id", assistant_id, Assistant.objects.db, Assistant)]
-    assistant = next(iter(Assistant.objects.raw(ASSISTANT_BY_ID, params)), None)
+    assistant = next(iter(Assistant.objects.raw(_assistant_by_id_sql(), params)), None)
     if assistant is None:
         raise not_found(f"Assistant with ID {assistant_id} not found")
     return assistant

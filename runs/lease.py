@@ -48,6 +48,14 @@ def db_value(
     return model._meta.get_field(field).get_db_prep_save(value, connections[using])
 
 
+def model_columns(model: type[models.Model], using: str = "default") -> str:
+    """Every column of ``model``, named, for the hot statements written as SQL. Not ``*``: a
+    prepared statement whose result gains a column (a migration adding one) fails with "cached
+    plan must not change result type" on every later use of its connection."""
+    quote = connections[using].ops.quote_name
+    return ", ".join(quote(field.column) for field in model._meta.concrete_fields)
+
+
 @cache
 def _claim_sql(vendor: str) -> str:
     table = Run._meta.db_table
@@ -62,7 +70,7 @@ def _claim_sql(vendor: str) -> str:
                 WHERE other.thread_id = {table}.thread_id AND other.run_id <> {table}.run_id
                   AND (other.status = 'running'
                        OR (other.status = 'pending' AND other.created_at < {table}.created_at)))
-        RETURNING *"""
+        RETURNING {model_columns(Run)}"""
 
 
 def claim_run(run_id: str, using: str = "default") -> Run | None:

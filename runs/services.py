@@ -20,7 +20,7 @@ from agentserver.events import get_event_bus
 from runs.assistants import resolve_assistant
 from runs.dispatch import dispatch_run
 from runs.executor import publish_metadata
-from runs.lease import db_value
+from runs.lease import db_value, model_columns
 from runs.models import ACTIVE_RUN_STATUSES, Assistant, Run, RunStatus
 from runs.queue import lock_threads, next_queued_run, release_thread
 from runs.webhooks import WebhookRejected, validate_webhook_url
@@ -209,7 +209,7 @@ def _admission_sql(vendor: str) -> tuple[str, str]:
     active = ", ".join(f"'{status}'" for status in ACTIVE_RUN_STATUSES)
     lock = " FOR UPDATE" if vendor == "postgresql" else ""
     return (
-        f"SELECT * FROM {threads} WHERE thread_id = %s{lock}",
+        f"SELECT {model_columns(Thread)} FROM {threads} WHERE thread_id = %s{lock}",
         f"SELECT EXISTS (SELECT 1 FROM {runs} WHERE thread_id = %s AND status IN ({active}))",
     )
 

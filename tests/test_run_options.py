@@ -277,3 +277,31 @@ def test_run_queued_while_the_previous_one_finishes_starts_at_once(prod_server: 
         time.sleep(0.1)
     assert httpx.get(f"{url}/threads/{thread_id}/runs/{queued}").json()["status"] == "success"
     assert httpx.get(f"{url}/threads/{thread_id}").json()["status"] == "idle"
+
+
+def test_a_column_added_while_serving_breaks_no_prepared_statement(prod_server: LiveServer) -> None:
+    """Postgres statements are prepared once a connection has run them a few times; a migration
+    adding a column while the server runs must not break them (a prepared ``SELECT *`` fails
+    with "cached plan must not change result type" on every later use of its connection)."""
+    url = prod_server.url
+    body = {"assistant_id": "echo", "input": {"items": ["x"]}}
+
+    def run_once() -> httpx.Response:
+        thread_id = httpx.post(f"{url}/threads", json={}).json()["thread_id"]
+        return httpx.post(f"{url}/threads/{thread_id}/runs/wait", json=body, timeout=60)
+
+    for _ in range(30):  # enough for the pooled connections to prepare the hot statements
+        assert run_once().status_code == 200
+    tables = ("threads_thread", "runs_run", "runs_assistant")
+    with psycopg.connect(prod_server.database_url, autocommit=True) as conn:
+        for table in tables:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN added_later integer")
+    try:
+        for _ in range(10):
+            answer = run_once()
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["items"] == ["x", "echo:x"]
+    finally:
+        with psycopg.connect(prod_server.database_url, autocommit=True) as conn:
+            for table in tables:
+                conn.execute(f"ALTER TABLE {table} DROP COLUMN added_later")
