@@ -21,8 +21,8 @@ from agentserver.errors import APIError, bad_request, conflict, not_found, parse
 from agentserver.graphs import LoadedGraph, default_assistant_id, get_registry
 from agentserver.jsonquery import json_contains
 from crons.models import Cron
-from runs.lease import db_value, model_columns
 from runs.models import Assistant, AssistantVersion, Run
+from runs.sql import db_value, model_columns
 from threads.models import Checkpoint, CheckpointBlob, CheckpointWrite, Thread
 
 T = TypeVar("T")

@@ -27,11 +27,12 @@ from agentserver.conf import server_settings
 from agentserver.events import CancelWatch, EventBus, get_event_bus
 from agentserver.graphs import get_registry
 from agentserver.renderers import dumps, to_jsonable
-from runs.lease import FencedCheckpointSaver, LeaseLost, claim_run, db_value, lease_keeper
+from runs.lease import FencedCheckpointSaver, LeaseLost, claim_run, lease_keeper
 from runs.models import Run, RunStatus
 from runs.modes import ModeTranslator, langgraph_modes
 from runs.queue import lock_threads, next_queued_run, release_thread
 from runs.serializers.runs import run_to_dict
+from runs.sql import ACTIVE_STATUSES_SQL, db_value
 from runs.webhooks import webhook_payload
 from threads.checkpointer import DjangoCheckpointSaver
 from threads.models import Thread, ThreadStatus
@@ -373,7 +374,7 @@ def _finish_sql(vendor: str, thread_columns: tuple[str, ...], *, returning: bool
     assignments = "".join(f"{quote(Thread._meta.get_field(name).column)} = %s, " for name in thread_columns)
     thread_sql = (
         f"UPDATE {threads} SET {assignments}status = CASE WHEN EXISTS ("
-        f"SELECT 1 FROM {runs} WHERE thread_id = %s AND run_id <> %s AND status IN ('pending', 'running')"
+        f"SELECT 1 FROM {runs} WHERE thread_id = %s AND run_id <> %s AND status IN {ACTIVE_STATUSES_SQL}"
         f") THEN 'busy' ELSE %s END WHERE thread_id = %s{' RETURNING status' if returning else ''}"
     )
     run_sql = (

@@ -26,11 +26,12 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from functools import cache
 
-from django.db import connections, models
+from django.db import connections
 from django.utils import timezone
 
 from agentserver.conf import server_settings
 from runs.models import Run, RunStatus
+from runs.sql import db_value, model_columns
 from threads.checkpointer import DjangoCheckpointSaver
 
 logger = logging.getLogger(__name__)
@@ -38,22 +39,6 @@ logger = logging.getLogger(__name__)
 
 class LeaseLost(Exception):
     """This worker no longer owns the run: another attempt has (or will) take over."""
-
-
-def db_value(
-    field: str, value: object, using: str = "default", model: type[models.Model] = Run
-) -> object:
-    """A Python value as the database driver wants it for ``model.field`` (UUIDs are hex text
-    on SQLite), for the hot statements written as SQL here, in the executor and in the queue."""
-    return model._meta.get_field(field).get_db_prep_save(value, connections[using])
-
-
-def model_columns(model: type[models.Model], using: str = "default") -> str:
-    """Every column of ``model``, named, for the hot statements written as SQL. Not ``*``: a
-    prepared statement whose result gains a column (a migration adding one) fails with "cached
-    plan must not change result type" on every later use of its connection."""
-    quote = connections[using].ops.quote_name
-    return ", ".join(quote(field.column) for field in model._meta.concrete_fields)
 
 
 @cache

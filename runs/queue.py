@@ -7,8 +7,8 @@ import uuid
 from django.db import connections
 from django.utils import timezone
 
-from runs.lease import db_value
 from runs.models import ACTIVE_RUN_STATUSES, Run
+from runs.sql import db_value
 from threads.models import Thread, ThreadStatus
 from threads.state import refresh_thread_from_checkpoint
 

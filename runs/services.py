@@ -20,9 +20,9 @@ from agentserver.events import get_event_bus
 from runs.assistants import resolve_assistant
 from runs.dispatch import dispatch_run
 from runs.executor import publish_metadata
-from runs.lease import db_value, model_columns
 from runs.models import ACTIVE_RUN_STATUSES, Assistant, Run, RunStatus
 from runs.queue import lock_threads, next_queued_run, release_thread
+from runs.sql import ACTIVE_STATUSES_SQL, db_value, model_columns
 from runs.webhooks import WebhookRejected, validate_webhook_url
 from threads.checkpointer import DjangoCheckpointSaver
 from threads.models import Thread, ThreadStatus
@@ -206,11 +206,10 @@ def _admission_sql(vendor: str) -> tuple[str, str]:
     """``_lock_thread``'s statements, written once: compiled by the ORM they cost more CPU
     than the rest of admission."""
     threads, runs = Thread._meta.db_table, Run._meta.db_table
-    active = ", ".join(f"'{status}'" for status in ACTIVE_RUN_STATUSES)
     lock = " FOR UPDATE" if vendor == "postgresql" else ""
     return (
         f"SELECT {model_columns(Thread)} FROM {threads} WHERE thread_id = %s{lock}",
-        f"SELECT EXISTS (SELECT 1 FROM {runs} WHERE thread_id = %s AND status IN ({active}))",
+        f"SELECT EXISTS (SELECT 1 FROM {runs} WHERE thread_id = %s AND status IN {ACTIVE_STATUSES_SQL})",
     )
 
 
