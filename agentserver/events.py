@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import cache
@@ -247,6 +248,10 @@ class MemoryEventBus(EventBus):
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.streams: dict[str, _MemoryStream] = {}
+        # (expires_at, stream name) in the order retention was (re)started: every stream gets
+        # the same TTL, so the queue is sorted and an end drops what is due without looking
+        # at the thousands of streams an hour of runs leaves.
+        self.expiries: deque[tuple[float, str]] = deque()
         self.cancels = CancelRouter()
 
     def _stream(self, name: str) -> _MemoryStream:
@@ -268,18 +273,23 @@ class MemoryEventBus(EventBus):
                 woken.extend(stream.waiters)
                 stream.waiters = []
                 ids.append(entry.id)
-            for name in expire:
-                self._stream(name).expires_at = time.monotonic() + server_settings.STREAM_TTL_SECONDS
             if expire:
-                self._drop_expired()
+                now = time.monotonic()
+                expires_at = now + server_settings.STREAM_TTL_SECONDS
+                for name in expire:
+                    self._stream(name).expires_at = expires_at
+                    self.expiries.append((expires_at, name))
+                self._drop_expired(now)
         for loop, future in woken:
             loop.call_soon_threadsafe(lambda f=future: f.done() or f.set_result(None))
         return ids
 
-    def _drop_expired(self) -> None:
-        now = time.monotonic()
-        for name in [n for n, s in self.streams.items() if s.expires_at and s.expires_at < now]:
-            del self.streams[name]
+    def _drop_expired(self, now: float) -> None:
+        while self.expiries and self.expiries[0][0] < now:
+            expires_at, name = self.expiries.popleft()
+            stream = self.streams.get(name)
+            if stream is not None and stream.expires_at == expires_at:  # not restarted since
+                del self.streams[name]
 
     async def _latest(self, name: str) -> Event | None:
         with self.lock:

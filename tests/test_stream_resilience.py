@@ -126,3 +126,35 @@ async def test_hundred_concurrent_streams_lose_and_repeat_nothing(server: LiveSe
         run_ids.add(parts[0].data["run_id"])
         assert [next(iter(p.data)) for p in parts[1:]] == NODES
     assert len(run_ids) == 100
+
+
+@pytest.fixture(scope="module")
+def dev_short_retention() -> Iterator[LiveServer]:
+    """`manage.py dev` keeping events for three seconds after a run."""
+    live = LiveServer(mode="dev", extra_env={"AGENTSERVER_STREAM_TTL_SECONDS": "3"}).start()
+    yield live
+    live.stop()
+
+
+async def test_dev_drops_expired_events_and_keeps_a_thread_stream_a_later_run_renewed(dev_short_retention) -> None:
+    async with get_client(url=dev_short_retention.url, api_key=None) as client:
+        thread = (await client.threads.create())["thread_id"]
+        first = await client.runs.create(thread, "echo", input={"items": ["first"]})
+        await client.runs.join(thread, first["run_id"])
+        await asyncio.sleep(1.8)
+        second = await client.runs.create(thread, "echo", input={"items": ["second"]})
+        await client.runs.join(thread, second["run_id"])  # the thread's stream is kept 3 s more
+        await asyncio.sleep(1.8)
+        # The first run's events are due: the next run's end drops them.
+        await client.runs.wait(None, "echo", input={"items": ["other"]})
+
+        late = [p async for p in client.runs.join_stream(thread, first["run_id"], last_event_id="-1")]
+        assert [p.event for p in late] == ["error"]
+        assert late[0].data["error"] == "StreamExpired"
+        replay: list = []
+        async with asyncio.timeout(10):
+            async for part in await client.threads.join_stream(thread, last_event_id="-1"):
+                replay.append(part)
+                if part.event == "values" and part.data["items"][-1] == "echo:second":
+                    break
+        assert {"run_id": second["run_id"], "attempt": 1} in [p.data for p in replay if p.event == "metadata"]
