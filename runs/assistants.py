@@ -22,7 +22,7 @@ from agentserver.graphs import LoadedGraph, default_assistant_id, get_registry
 from agentserver.jsonquery import json_contains
 from crons.models import Cron
 from runs.models import Assistant, AssistantVersion, Run
-from runs.sql import db_value, model_columns
+from runs.sql import db_value, fetch_instance, model_columns
 from threads.models import Checkpoint, CheckpointBlob, CheckpointWrite, Thread
 
 T = TypeVar("T")
@@ -69,8 +69,9 @@ def resolve_assistant(value: Any) -> Assistant:
 
     Every run reads it, so the statement is written once rather than compiled each time."""
     assistant_id = resolve_assistant_id(value)
-    params = [db_value("assistant_id", assistant_id, Assistant.objects.db, Assistant)]
-    assistant = next(iter(Assistant.objects.raw(_assistant_by_id_sql(), params)), None)
+    using = Assistant.objects.db
+    params = [db_value("assistant_id", assistant_id, using, Assistant)]
+    assistant = fetch_instance(Assistant, _assistant_by_id_sql(), params, using)
     if assistant is None:
         raise not_found(f"Assistant with ID {assistant_id} not found")
     return assistant

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from agentserver.conf import server_settings
 from runs.models import Run, RunStatus
-from runs.sql import db_value, model_columns
+from runs.sql import db_value, fetch_instance, model_columns
 from threads.checkpointer import DjangoCheckpointSaver
 
 logger = logging.getLogger(__name__)
@@ -68,8 +68,7 @@ def claim_run(run_id: str, using: str = "default") -> Run | None:
         "run_id": db_value("run_id", uuid.UUID(str(run_id)), using),
         "max_attempts": server_settings.RUN_MAX_ATTEMPTS,
     }
-    claimed = list(Run.objects.using(using).raw(_claim_sql(connections[using].vendor), params))
-    return claimed[0] if claimed else None
+    return fetch_instance(Run, _claim_sql(connections[using].vendor), params, using)
 
 
 def _renew(run_id: str, token: uuid.UUID, expires: datetime) -> int:

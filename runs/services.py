@@ -22,7 +22,7 @@ from runs.dispatch import dispatch_run
 from runs.executor import publish_metadata
 from runs.models import ACTIVE_RUN_STATUSES, Assistant, Run, RunStatus
 from runs.queue import lock_threads, next_queued_run, release_thread
-from runs.sql import ACTIVE_STATUSES_SQL, db_value, model_columns
+from runs.sql import ACTIVE_STATUSES_SQL, db_value, fetch_instance, model_columns
 from runs.webhooks import WebhookRejected, validate_webhook_url
 from threads.checkpointer import DjangoCheckpointSaver
 from threads.models import Thread, ThreadStatus
@@ -188,7 +188,7 @@ def _lock_thread(
     connection = connections[using]
     lock_sql, in_flight_sql = _admission_sql(connection.vendor)
     params = [db_value("thread_id", thread_id, using, Thread)]
-    thread = next(iter(Thread.objects.raw(lock_sql, params)), None)
+    thread = fetch_instance(Thread, lock_sql, params, using)
     if thread is not None:
         # Asked only now that the lock is held: Postgres (READ COMMITTED) evaluates a statement
         # that waited for a row lock against the other tables as they were when it started, so

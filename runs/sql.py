@@ -4,9 +4,15 @@ the thread's queue."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import TypeVar
+
 from django.db import connections, models
 
 from runs.models import ACTIVE_RUN_STATUSES, Run
+
+M = TypeVar("M", bound=models.Model)
 
 # The statuses of runs in flight, as a SQL list: ('pending', 'running').
 ACTIVE_STATUSES_SQL = "(" + ", ".join(f"'{status}'" for status in ACTIVE_RUN_STATUSES) + ")"
@@ -26,3 +32,35 @@ def model_columns(model: type[models.Model], using: str = "default") -> str:
     every later use of its connection."""
     quote = connections[using].ops.quote_name
     return ", ".join(quote(field.column) for field in model._meta.concrete_fields)
+
+
+def fetch_instance(model: type[M], sql: str, params: Sequence | Mapping, using: str = "default") -> M | None:
+    """The first row of ``sql``, which selects (or returns) ``model_columns(model)``, as an
+    instance: what ``Model.objects.raw`` does, without building a ``RawQuerySet`` and resolving
+    its columns again on every call (0.05-0.1 ms of the ~0.15-0.25 ms of the hot statements)."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for position, converters, column in _converters(model, using):
+        for convert in converters:
+            values[position] = convert(values[position], column, connection)
+    return model.from_db(using, None, values)
+
+
+@cache
+def _converters(model: type[models.Model], using: str) -> list[tuple[int, list, object]]:
+    """Per column of ``model_columns(model)``: the converters from the database's value to the
+    field's (JSON text, SQLite's UUID and datetime text). They depend on the backend and the
+    settings only, not on which thread's connection asked first."""
+    connection = connections[using]
+    found = []
+    for position, field in enumerate(model._meta.concrete_fields):
+        column = field.get_col(model._meta.db_table)
+        converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if converters:
+            found.append((position, converters, column))
+    return found
