@@ -279,6 +279,25 @@ def test_run_queued_while_the_previous_one_finishes_starts_at_once(prod_server: 
     assert httpx.get(f"{url}/threads/{thread_id}").json()["status"] == "idle"
 
 
+def test_a_request_abandoned_while_its_view_waits_holds_up_no_later_request(prod_server: LiveServer) -> None:
+    """A client gives up while admission waits for the thread's lock: the request's thread is
+    still busy, so the web process must not hand it to the next requests (they would wait for
+    the lock too)."""
+    url = prod_server.url
+    thread_id = httpx.post(f"{url}/threads", json={}).json()["thread_id"]
+    body = {"assistant_id": "echo", "input": {"items": ["a"]}}
+    with psycopg.connect(prod_server.database_url) as holder, ThreadPoolExecutor(1) as pool:
+        holder.execute("SELECT 1 FROM threads_thread WHERE thread_id = %s FOR UPDATE", [thread_id])
+        abandoned = pool.submit(httpx.post, f"{url}/threads/{thread_id}/runs", json=body, timeout=2)
+        _until_a_lock_is_awaited(prod_server)
+        with pytest.raises(httpx.ReadTimeout):
+            abandoned.result()
+        for _ in range(20):
+            assert httpx.get(f"{url}/ok", timeout=5).status_code == 200
+            assert httpx.get(f"{url}/threads/{thread_id}", timeout=5).status_code == 200
+        holder.rollback()
+
+
 def test_a_column_added_while_serving_breaks_no_prepared_statement(prod_server: LiveServer) -> None:
     """Postgres statements are prepared once a connection has run them a few times; a migration
     adding a column while the server runs must not break them (a prepared ``SELECT *`` fails
