@@ -127,6 +127,23 @@ async def test_redis_flushed_while_runs_pending_sweep_recovers(cluster: LiveServ
         assert result == {"items": [str(i), f"echo:{i}"]}
 
 
+async def test_delayed_run_starts_after_its_worker_stopped_gracefully_before_it_was_due(
+    cluster: LiveServer, sdk
+) -> None:
+    """A run scheduled for later waits in the memory of the worker that received its message;
+    a worker stopped before the run is due takes the message with it (no broker redelivery is
+    relied on), and the run still starts once due: the sweep sends it again."""
+    thread = await sdk.threads.create()
+    run = await sdk.runs.create(thread["thread_id"], "echo", input={"items": ["later"]}, after_seconds=2)
+    await asyncio.sleep(0.5)
+    for proc in live_workers(cluster):
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    cluster.start_worker()
+    result = await asyncio.wait_for(sdk.runs.join(thread["thread_id"], run["run_id"]), 60)
+    assert result == {"items": ["later", "echo:later"]}
+
+
 async def test_blocking_node_longer_than_lease_is_not_taken_over(cluster: LiveServer, sdk) -> None:
     thread = await sdk.threads.create()
     result = await asyncio.wait_for(
