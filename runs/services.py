@@ -22,7 +22,7 @@ from runs.dispatch import dispatch_run
 from runs.executor import publish_metadata
 from runs.models import ACTIVE_RUN_STATUSES, Assistant, Run, RunStatus
 from runs.queue import lock_threads, next_queued_run, release_thread
-from runs.sql import ACTIVE_STATUSES_SQL, db_value, fetch_instance, model_columns
+from runs.sql import ACTIVE_STATUSES_SQL, db_value, fetch_instance, insert_row, model_columns, update_row
 from runs.webhooks import WebhookRejected, validate_webhook_url
 from threads.checkpointer import DjangoCheckpointSaver
 from threads.models import Thread, ThreadStatus
@@ -179,11 +179,12 @@ def _after_admission(admission: Admission, delay: float) -> None:
 
 def _lock_thread(
     assistant: Assistant, data: dict, thread_id: uuid.UUID | None, *, stateless: bool
-) -> tuple[Thread, bool]:
-    """The run's thread, locked (created if asked), and whether runs are in flight on it."""
+) -> tuple[Thread, bool, bool]:
+    """The run's thread, locked (created if asked, already stamped and busy), whether runs
+    are in flight on it, and whether it was created here."""
     stamp = {"graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
     if stateless:
-        return Thread.objects.create(metadata=stamp, status=ThreadStatus.BUSY), False
+        return Thread.objects.create(metadata=stamp, status=ThreadStatus.BUSY), False, True
     using = Thread.objects.db
     connection = connections[using]
     lock_sql, in_flight_sql = _admission_sql(connection.vendor)
@@ -195,10 +196,11 @@ def _lock_thread(
         # an EXISTS in the locking statement would miss the run of the admission it waited for.
         with connection.cursor() as cursor:
             cursor.execute(in_flight_sql, params)
-            return thread, bool(cursor.fetchone()[0])
+            return thread, bool(cursor.fetchone()[0]), False
     if data.get("if_not_exists") != "create":
         raise not_found("Thread or assistant not found.")
-    return Thread.objects.create(thread_id=thread_id, metadata=stamp, status=ThreadStatus.BUSY), False
+    thread = Thread.objects.create(thread_id=thread_id, metadata=stamp, status=ThreadStatus.BUSY)
+    return thread, False, True
 
 
 @cache
@@ -216,7 +218,7 @@ def _admission_sql(vendor: str) -> tuple[str, str]:
 def _admit(
     assistant: Assistant, data: dict, thread_id: uuid.UUID | None, headers: dict[str, str], *, stateless: bool
 ) -> Admission:
-    thread, busy = _lock_thread(assistant, data, thread_id, stateless=stateless)
+    thread, busy, created = _lock_thread(assistant, data, thread_id, stateless=stateless)
     strategy = data.get("multitask_strategy", "enqueue")
     if busy and strategy == "reject":
         raise conflict(REJECT_MESSAGE)
@@ -225,7 +227,7 @@ def _admit(
     temporary = stateless and data.get("on_completion", "delete") == "delete"
     metadata = {k: v for k, v in data["metadata"].items() if k not in RESERVED_METADATA}
     now = timezone.now()
-    run = Run.objects.create(
+    run = Run(
         run_id=run_id,
         thread=thread,
         assistant_id=assistant.assistant_id,
@@ -235,9 +237,11 @@ def _admit(
         multitask_strategy=strategy if not stateless else "reject",
         created_at=now + timedelta(seconds=data["after_seconds"]),
     )
-    thread.metadata = {**thread.metadata, "graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
-    thread.status = ThreadStatus.BUSY
-    thread.save(update_fields=["metadata", "status", "updated_at"])
+    insert_row(run, Run.objects.db)
+    if not created:
+        thread.metadata = {**thread.metadata, "graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
+        thread.status = ThreadStatus.BUSY
+        update_row(thread, ("metadata", "status", "updated_at"), Thread.objects.db)
     admission = Admission(run=run)
     if busy and strategy in {"interrupt", "rollback"}:
         in_flight = list(Run.objects.filter(thread=thread, status__in=ACTIVE_RUN_STATUSES).exclude(pk=run_id))

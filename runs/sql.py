@@ -64,3 +64,38 @@ def _converters(model: type[models.Model], using: str) -> list[tuple[int, list, 
         if converters:
             found.append((position, converters, column))
     return found
+
+
+def insert_row(instance: models.Model, using: str = "default") -> None:
+    """``instance.save(force_insert=True)`` with a statement built once per model: the ORM
+    compiles the INSERT again on every call (~0.15 ms of a run's admission)."""
+    model, connection = type(instance), connections[using]
+    fields = model._meta.concrete_fields
+    values = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(model, using), values)
+    instance._state.adding, instance._state.db = False, using
+
+
+def update_row(instance: models.Model, field_names: tuple[str, ...], using: str = "default") -> None:
+    """``instance.save(update_fields=field_names)`` with a statement built once per model and
+    fields (an ``auto_now`` field among them is set, as ``save`` does)."""
+    model, connection = type(instance), connections[using]
+    fields = [model._meta.get_field(name) for name in field_names]
+    values = [field.get_db_prep_save(field.pre_save(instance, False), connection) for field in fields]
+    with connection.cursor() as cursor:
+        pk = model._meta.pk.get_db_prep_save(instance.pk, connection)
+        cursor.execute(_update_sql(model, field_names, using), [*values, pk])
+
+
+@cache
+def _insert_sql(model: type[models.Model], using: str) -> str:
+    placeholders = ", ".join(["%s"] * len(model._meta.concrete_fields))
+    return f"INSERT INTO {model._meta.db_table} ({model_columns(model, using)}) VALUES ({placeholders})"
+
+
+@cache
+def _update_sql(model: type[models.Model], field_names: tuple[str, ...], using: str) -> str:
+    quote = connections[using].ops.quote_name
+    assignments = ", ".join(f"{quote(model._meta.get_field(name).column)} = %s" for name in field_names)
+    return f"UPDATE {model._meta.db_table} SET {assignments} WHERE {quote(model._meta.pk.column)} = %s"
