@@ -1,6 +1,7 @@
 """Helpers for the hot statements written as SQL once instead of compiled by the ORM on every
-call: the claim and the fence (``runs.lease``), admission, the assistant lookup, the finish and
-the thread's queue."""
+call (the claim and the fence in ``runs.lease``, admission, the assistant lookup, the finish and
+the thread's queue): values as the driver wants them, column lists, and rows read into or
+written from model instances."""
 
 from __future__ import annotations
 
