@@ -19,6 +19,7 @@ from typing import Any
 
 import uvloop
 from django.db import connections, transaction
+from django.db.models import CASCADE
 from django.utils import timezone
 from langgraph.types import Command, Send
 
@@ -385,12 +386,37 @@ def _finish_sql(vendor: str, thread_columns: tuple[str, ...], *, returning: bool
 
 
 def finish_temporary_run(run: Run) -> bool:
-    """A stateless run's thread (and with it the run) is deleted once the attempt is over."""
-    with transaction.atomic():
-        if not Run.objects.filter(pk=run.run_id, lease_token=run.lease_token, status=RunStatus.RUNNING).delete()[0]:
+    """A stateless run's thread (and with it the run) is deleted once the attempt is over:
+    the run first, conditioned on the attempt's token, then the thread with what refers to it."""
+    using = Run.objects.db
+    connection = connections[using]
+    run_sql, thread_sqls = _temporary_finish_sql()
+    thread_id = db_value("thread_id", run.thread_id, using, Thread)
+    run_params = [db_value("run_id", run.run_id, using), db_value("lease_token", run.lease_token, using)]
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute(run_sql, run_params)
+        if not cursor.rowcount:
             return False
-        Thread.objects.filter(pk=run.thread_id).delete()
+        for sql in thread_sqls:
+            cursor.execute(sql, [thread_id])
     return True
+
+
+@cache
+def _temporary_finish_sql() -> tuple[str, list[str]]:
+    """``finish_temporary_run``'s statements, built once: the ORM's delete of a thread collects
+    its cascade with a SELECT and compiles every statement on each call. The cascade written out
+    is every model referring to a thread (a run, a cron: none has references of its own)."""
+    quote = connections[Run.objects.db].ops.quote_name
+    run_sql = f"DELETE FROM {Run._meta.db_table} WHERE run_id = %s AND lease_token = %s AND status = 'running'"
+    thread_sqls = []
+    for relation in Thread._meta.related_objects:
+        if relation.on_delete is not CASCADE or relation.related_model._meta.related_objects:
+            raise NotImplementedError(f"deleting a thread's {relation.name} needs more than one DELETE")
+        table, column = relation.related_model._meta.db_table, quote(relation.field.column)
+        thread_sqls.append(f"DELETE FROM {table} WHERE {column} = %s")
+    thread_sqls.append(f"DELETE FROM {Thread._meta.db_table} WHERE thread_id = %s")
+    return run_sql, thread_sqls
 
 
 def webhook_body(run: Run, status: str, output: Any, error: dict | None) -> dict:
