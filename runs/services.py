@@ -184,7 +184,7 @@ def _lock_thread(
     are in flight on it, and whether it was created here."""
     stamp = {"graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
     if stateless:
-        return Thread.objects.create(metadata=stamp, status=ThreadStatus.BUSY), False, True
+        return _insert_thread(Thread(metadata=stamp, status=ThreadStatus.BUSY)), False, True
     using = Thread.objects.db
     connection = connections[using]
     lock_sql, in_flight_sql = _admission_sql(connection.vendor)
@@ -199,8 +199,12 @@ def _lock_thread(
             return thread, bool(cursor.fetchone()[0]), False
     if data.get("if_not_exists") != "create":
         raise not_found("Thread or assistant not found.")
-    thread = Thread.objects.create(thread_id=thread_id, metadata=stamp, status=ThreadStatus.BUSY)
-    return thread, False, True
+    return _insert_thread(Thread(thread_id=thread_id, metadata=stamp, status=ThreadStatus.BUSY)), False, True
+
+
+def _insert_thread(thread: Thread) -> Thread:
+    insert_row(thread, Thread.objects.db)
+    return thread
 
 
 @cache
