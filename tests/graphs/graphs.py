@@ -17,6 +17,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy, interrupt
 from typing_extensions import TypedDict
 
+from examples import approval
+
 
 class State(TypedDict, total=False):
     items: Annotated[list[str], operator.add]
@@ -151,3 +153,25 @@ def _env(state: State) -> dict:
 
 
 env = StateGraph(State).add_node("env", _env).add_edge(START, "env").add_edge("env", END)
+
+
+def _settle(state: approval.State) -> dict:
+    """Gives a client time to subscribe before the run pauses: the sync SDK's thread stream
+    ends a projection when its separate lifecycle connection sees the interrupt, and misses
+    or hangs on values of a run that paused before its subscription was in place."""
+    time.sleep(0.3)
+    return {}
+
+
+# The example's approval graph, reaching its interrupt() 0.3 s after the run starts.
+paused_approval = (
+    StateGraph(approval.State)
+    .add_node("settle", _settle)
+    .add_node("ask", approval.ask)
+    .add_node("act", approval.act)
+    .add_edge(START, "settle")
+    .add_edge("settle", "ask")
+    .add_edge("ask", "act")
+    .add_edge("act", END)
+    .compile()
+)
