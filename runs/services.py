@@ -178,13 +178,12 @@ def _after_admission(admission: Admission, delay: float) -> None:
 
 
 def _lock_thread(
-    assistant: Assistant, data: dict, thread_id: uuid.UUID | None, *, stateless: bool
+    stamp: dict[str, str], data: dict, thread_id: uuid.UUID | None, *, stateless: bool
 ) -> tuple[Thread, bool, bool]:
     """The run's thread, locked (created if asked, already stamped and busy), whether runs
     are in flight on it, and whether it was created here."""
-    stamp = {"graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
     if stateless:
-        return _insert_thread(Thread(metadata=stamp, status=ThreadStatus.BUSY)), False, True
+        return insert_row(Thread(metadata=stamp, status=ThreadStatus.BUSY), Thread.objects.db), False, True
     using = Thread.objects.db
     connection = connections[using]
     lock_sql, in_flight_sql = _admission_sql(connection.vendor)
@@ -199,12 +198,8 @@ def _lock_thread(
             return thread, bool(cursor.fetchone()[0]), False
     if data.get("if_not_exists") != "create":
         raise not_found("Thread or assistant not found.")
-    return _insert_thread(Thread(thread_id=thread_id, metadata=stamp, status=ThreadStatus.BUSY)), False, True
-
-
-def _insert_thread(thread: Thread) -> Thread:
-    insert_row(thread, Thread.objects.db)
-    return thread
+    thread = Thread(thread_id=thread_id, metadata=stamp, status=ThreadStatus.BUSY)
+    return insert_row(thread, using), False, True
 
 
 @cache
@@ -222,7 +217,8 @@ def _admission_sql(vendor: str) -> tuple[str, str]:
 def _admit(
     assistant: Assistant, data: dict, thread_id: uuid.UUID | None, headers: dict[str, str], *, stateless: bool
 ) -> Admission:
-    thread, busy, created = _lock_thread(assistant, data, thread_id, stateless=stateless)
+    stamp = {"graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
+    thread, busy, created = _lock_thread(stamp, data, thread_id, stateless=stateless)
     strategy = data.get("multitask_strategy", "enqueue")
     if busy and strategy == "reject":
         raise conflict(REJECT_MESSAGE)
@@ -243,7 +239,7 @@ def _admit(
     )
     insert_row(run, Run.objects.db)
     if not created:
-        thread.metadata = {**thread.metadata, "graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
+        thread.metadata = {**thread.metadata, **stamp}
         thread.status = ThreadStatus.BUSY
         update_row(thread, ("metadata", "status", "updated_at"), Thread.objects.db)
     admission = Admission(run=run)
