@@ -39,6 +39,10 @@ KEY_PREFIX = "agentserver:"
 # Longer than any blocking read we issue (keep-alive intervals, pub/sub waits): redis-py's
 # asyncio client otherwise times out a 5 s XREAD BLOCK at its default of 5 s.
 SOCKET_TIMEOUT = 60
+# Every reader (a stream, a /wait, a /join) holds a connection in its blocking read, so a web
+# process needs one per client it is serving: redis-py's pools otherwise refuse the 101st
+# ("Too many connections"). Redis itself accepts 10,000 clients by default.
+MAX_CONNECTIONS = 10_000
 
 
 def run_stream(run_id: str) -> str:
@@ -371,7 +375,7 @@ class _RedisCancelListener:
 class RedisEventBus(EventBus):
     def __init__(self, url: str) -> None:
         self.url = url
-        self.client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT)
+        self.client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT, max_connections=MAX_CONNECTIONS)
         # One async client per event loop: redis.asyncio connections are bound to a loop.
         self._async_clients: dict[asyncio.AbstractEventLoop, aredis.Redis] = {}
         self.cancels = CancelRouter()
@@ -382,7 +386,7 @@ class RedisEventBus(EventBus):
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
-            client = aredis.Redis.from_url(self.url, socket_timeout=SOCKET_TIMEOUT)
+            client = aredis.Redis.from_url(self.url, socket_timeout=SOCKET_TIMEOUT, max_connections=MAX_CONNECTIONS)
             self._async_clients[loop] = client
         return client
 

@@ -158,3 +158,18 @@ async def test_dev_drops_expired_events_and_keeps_a_thread_stream_a_later_run_re
                 if part.event == "values" and part.data["items"][-1] == "echo:second":
                     break
         assert {"run_id": second["run_id"], "attempt": 1} in [p.data for p in replay if p.event == "metadata"]
+
+
+async def test_more_waiting_clients_than_a_redis_pool_holds_all_get_their_output(prod_server: LiveServer) -> None:
+    """Each waiting client holds a Redis connection in a blocking read; 150 at once on one web
+    process must all be served (redis-py's pools stop at 100 connections unless told otherwise).
+    Two SDK clients: one keeps at most 100 connections of its own."""
+    async with get_client(url=prod_server.url, api_key=None) as one, get_client(url=prod_server.url, api_key=None) as two:
+
+        async def wait(i: int) -> dict:
+            # Due in 3 s: every client is waiting before the first run starts.
+            client = one if i % 2 else two
+            return await client.runs.wait(None, "echo", input={"items": [str(i)]}, after_seconds=3)
+
+        results = await asyncio.gather(*(wait(i) for i in range(150)))
+    assert results == [{"items": [str(i), f"echo:{i}"]} for i in range(150)]
