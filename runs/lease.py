@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from functools import cache
 
-from django.db import connections
+from django.db import DataError, connections
 from django.utils import timezone
 
 from agentserver.conf import server_settings
@@ -35,6 +35,7 @@ from runs.sql import db_value, fetch_instance, model_columns
 from threads.checkpointer import DjangoCheckpointSaver
 
 logger = logging.getLogger(__name__)
+DIVISION_BY_ZERO = "22012"  # Postgres's SQLSTATE: how the lease check fails a transaction
 
 
 class LeaseLost(Exception):
@@ -136,25 +137,28 @@ lease_keeper = LeaseKeeper()
 
 @cache
 def _fence_sql(vendor: str) -> str:
-    # FOR SHARE keeps the row ours until commit: a takeover's claim waits for us, while
-    # concurrent writes of this attempt do not wait for each other. SQLite serialises
-    # writers anyway and has no row locks.
-    lock = " FOR SHARE" if vendor == "postgresql" else ""
-    return (
-        f"SELECT 1 FROM {Run._meta.db_table} "
-        f"WHERE run_id = %s AND lease_token = %s AND status = 'running'{lock}"
-    )
+    """The lease check of a write transaction.
+
+    On Postgres it goes in the same round trip as the writes, ahead of them, so it cannot
+    answer; it fails the transaction instead: 1 / (number of rows that are still ours)
+    divides by zero once the lease is lost, and the writes queued after it are skipped and
+    rolled back. FOR SHARE keeps the row ours until commit: a takeover's claim waits for
+    us, while concurrent writes of this attempt do not wait for each other. SQLite
+    serialises writers anyway and has no row locks: there the row is read and checked.
+    """
+    held = f"SELECT 1 FROM {Run._meta.db_table} WHERE run_id = %s AND lease_token = %s AND status = 'running'"
+    if vendor == "postgresql":
+        return f"SELECT 1 / (SELECT count(*) FROM ({held} FOR SHARE) AS held)"
+    return held
 
 
-def holds_lease(run_id: str, token: uuid.UUID, using: str = "default") -> bool:
-    """Inside a transaction: whether this attempt still owns the run."""
-    connection = connections[using]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _fence_sql(connection.vendor),
-            [db_value("run_id", uuid.UUID(str(run_id)), using), db_value("lease_token", token, using)],
-        )
-        return cursor.fetchone() is not None
+def _fence(run_id: str, token: uuid.UUID, using: str) -> tuple[str, list]:
+    params = [db_value("run_id", uuid.UUID(str(run_id)), using), db_value("lease_token", token, using)]
+    return _fence_sql(connections[using].vendor), params
+
+
+def _is_fence_failure(error: DataError) -> bool:
+    return getattr(error.__cause__, "sqlstate", None) == DIVISION_BY_ZERO
 
 
 class FencedCheckpointSaver(DjangoCheckpointSaver):
@@ -163,10 +167,24 @@ class FencedCheckpointSaver(DjangoCheckpointSaver):
     def __init__(self, run_id: str, token: uuid.UUID, using: str = "default") -> None:
         super().__init__(using)
         self.run_id, self.token = run_id, token
+        self.guard_in_band = connections[using].vendor == "postgresql"
+
+    def write_guard(self) -> tuple[str, list] | None:
+        return _fence(self.run_id, self.token, self.using) if self.guard_in_band else None
 
     @contextlib.contextmanager
     def write_transaction(self) -> Iterator[None]:
-        with super().write_transaction():
-            if not holds_lease(self.run_id, self.token, self.using):
-                raise LeaseLost(f"run {self.run_id}: lease lost, write refused")
-            yield
+        try:
+            with super().write_transaction():
+                if not self.guard_in_band and not self._holds_lease():
+                    raise LeaseLost(f"run {self.run_id}: lease lost, write refused")
+                yield
+        except DataError as error:
+            if _is_fence_failure(error):
+                raise LeaseLost(f"run {self.run_id}: lease lost, write refused") from error
+            raise
+
+    def _holds_lease(self) -> bool:
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(*_fence(self.run_id, self.token, self.using))
+            return cursor.fetchone() is not None

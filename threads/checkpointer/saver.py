@@ -208,11 +208,7 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             sql.dump_metadata(get_serializable_checkpoint_metadata(config, metadata)),
         )
         statements = sql.statements(self.using)
-        with self.write_transaction():
-            sql.execute(
-                self.using,
-                [*statements.inserts(statements.insert_blobs, blobs), (statements.upsert_checkpoint, row)],
-            )
+        self._write([*statements.inserts(statements.insert_blobs, blobs), (statements.upsert_checkpoint, row)])
         return _config(thread_id, ns, checkpoint["id"])
 
     def put_writes(
@@ -246,10 +242,8 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             *statements.inserts(statements.insert_writes, regular),
             *statements.inserts(statements.upsert_writes, builtins.list(special.values())),
         ]
-        if not batch:
-            return
-        with self.write_transaction():
-            sql.execute(self.using, batch)
+        if batch:
+            self._write(batch)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Zero-padded counter plus a random fraction, as the Postgres saver: sortable as text."""
@@ -260,6 +254,18 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
         else:
             number = int(current.split(".")[0])
         return f"{number + 1:032}.{random.random():016}"
+
+    def _write(self, batch: builtins.list[sql.Statement]) -> None:
+        """``batch`` in one write transaction, behind the write guard if there is one."""
+        guard = self.write_guard()
+        with self.write_transaction():
+            sql.execute(self.using, batch if guard is None else [guard, *batch])
+
+    def write_guard(self) -> sql.Statement | None:
+        """A statement sent ahead of each write transaction's writes, in the same round trip,
+        that fails the transaction with a database error when its writes must not land; none
+        here (the run executor's saver checks its lease with one on Postgres)."""
+        return None
 
     def write_transaction(self) -> AbstractContextManager[Any]:
         """The transaction of ``put`` and ``put_writes`` (Django's ``atomic``), entered before
