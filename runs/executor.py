@@ -13,6 +13,7 @@ import contextvars
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -36,6 +37,8 @@ from runs.serializers.runs import run_to_dict
 from runs.sql import ACTIVE_STATUSES_SQL, db_value
 from runs.webhooks import webhook_payload
 from threads.checkpointer import DjangoCheckpointSaver
+from threads.checkpointer.sql import fetch_all
+from threads.checkpointer.transaction import pipeline_supported
 from threads.models import Thread, ThreadStatus
 from threads.state import thread_state_fields
 
@@ -329,7 +332,7 @@ class Attempt:
 def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread_fields: dict) -> str | None:
     """The fenced write that ends an attempt: the thread's state (busy while other runs are
     queued; its row is locked first, in admission's order), then the run, conditioned on the
-    attempt's token. A stale attempt rolls both back.
+    attempt's token. A stale attempt writes neither.
 
     Returns the thread's new status (only a busy thread has a queued run to start next), or
     None when the attempt was stale."""
@@ -338,19 +341,27 @@ def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread
     fields = {**thread_fields, "updated_at": now}
     idle_status = fields.pop("status")
     connection = connections[using]
-    returning = connection.features.can_return_columns_from_insert  # SQLite 3.35+, Postgres
-    lock_sql, thread_sql, run_sql = _finish_sql(connection.vendor, tuple(fields), returning=returning)
-    thread_params = [db_value(name, value, using, Thread) for name, value in fields.items()]
     thread_id = db_value("thread_id", run.thread_id, using, Thread)
     run_id = db_value("run_id", run.run_id, using)
     run_params = [
         status, db_value("output", output, using), db_value("error", error, using),
         db_value("ended_at", now, using), run_id, db_value("lease_token", run.lease_token, using),
     ]
+    thread_params = [
+        *(db_value(name, value, using, Thread) for name, value in fields.items()),
+        thread_id, run_id, idle_status, thread_id,
+    ]
+    if connection.vendor == "postgresql":
+        lock_sql, finish_sql = _finish_sql_postgres(tuple(fields))
+        # No BEGIN: with a pipeline, statements up to its sync are one transaction.
+        block = nullcontext() if pipeline_supported() else transaction.atomic(using=using)
+        with block:
+            _, finished = fetch_all(using, [(lock_sql, [thread_id]), (finish_sql, [*run_params, *thread_params])])
+        return finished[0][0] if finished else None
+    thread_sql, run_sql = _finish_sql(tuple(fields))
+    returning = connection.features.can_return_columns_from_insert  # SQLite 3.35+
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        if lock_sql:
-            cursor.execute(lock_sql, [thread_id])
-        cursor.execute(thread_sql, [*thread_params, thread_id, run_id, idle_status, thread_id])
+        cursor.execute(thread_sql + (" RETURNING status" if returning else ""), thread_params)
         row = cursor.fetchone() if returning else None
         cursor.execute(run_sql, run_params)
         if not cursor.rowcount:
@@ -360,29 +371,42 @@ def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread
 
 
 @cache
-def _finish_sql(vendor: str, thread_columns: tuple[str, ...], *, returning: bool) -> tuple[str, str, str]:
-    """``finish_run``'s statements as SQL, built once per backend and set of thread columns:
-    they run for every run, and the ORM would compile them (CASE, EXISTS) every time.
-
-    On Postgres the thread row is locked by a statement of its own first: a statement that
-    waited for a row lock sees the other tables as they were when it started (READ
-    COMMITTED), so the update's EXISTS would miss a run queued by the admission it waited
-    for, and the thread would read idle with that run pending. SQLite's write transactions
-    are serial already."""
+def _finish_sql(thread_columns: tuple[str, ...]) -> tuple[str, str]:
+    """``finish_run``'s updates of the thread and of the run, as SQL built once per set of
+    thread columns: they run for every run, and the ORM would compile them (CASE, EXISTS)
+    every time."""
     quote = connections[Run.objects.db].ops.quote_name
     threads, runs = Thread._meta.db_table, Run._meta.db_table
-    lock_sql = f"SELECT 1 FROM {threads} WHERE thread_id = %s FOR UPDATE" if vendor == "postgresql" else ""
     assignments = "".join(f"{quote(Thread._meta.get_field(name).column)} = %s, " for name in thread_columns)
     thread_sql = (
         f"UPDATE {threads} SET {assignments}status = CASE WHEN EXISTS ("
         f"SELECT 1 FROM {runs} WHERE thread_id = %s AND run_id <> %s AND status IN {ACTIVE_STATUSES_SQL}"
-        f") THEN 'busy' ELSE %s END WHERE thread_id = %s{' RETURNING status' if returning else ''}"
+        f") THEN 'busy' ELSE %s END WHERE thread_id = %s"
     )
     run_sql = (
         f"UPDATE {runs} SET status = %s, output = %s, error = %s, ended_at = %s, lease_expires_at = NULL "
         f"WHERE run_id = %s AND lease_token = %s AND status = 'running'"
     )
-    return lock_sql, thread_sql, run_sql
+    return thread_sql, run_sql
+
+
+@cache
+def _finish_sql_postgres(thread_columns: tuple[str, ...]) -> tuple[str, str]:
+    """On Postgres, two statements sent together: the thread row's lock, then both updates
+    in one statement, the thread's only if the fenced update of the run found its row.
+
+    The lock is a statement of its own: a statement that waited for a row lock sees the
+    other tables as they were when it started (READ COMMITTED), so the thread update's
+    EXISTS would miss a run queued by the admission it waited for, and the thread would read
+    idle with that run pending. (The EXISTS sees this run as it was: the updates of one
+    statement do not see each other.)"""
+    thread_sql, run_sql = _finish_sql(thread_columns)
+    lock_sql = f"SELECT 1 FROM {Thread._meta.db_table} WHERE thread_id = %s FOR UPDATE"
+    finish_sql = (
+        f"WITH finished AS ({run_sql} RETURNING 1) "
+        f"{thread_sql} AND EXISTS (SELECT 1 FROM finished) RETURNING status"
+    )
+    return lock_sql, finish_sql
 
 
 def finish_temporary_run(run: Run) -> bool:

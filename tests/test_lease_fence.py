@@ -1,6 +1,6 @@
 """Leases (runs/lease.py): an attempt writes checkpoints only while it owns the run (a stale
-attempt's put and put_writes raise LeaseLost and store nothing), and the process's lease keeper
-renews the attempt that owns it."""
+attempt's put and put_writes raise LeaseLost and store nothing), its finish writes the run and
+its thread only then, and the process's lease keeper renews the attempt that owns it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pytest
 from django.utils import timezone
 from langgraph.checkpoint.conformance.test_utils import generate_checkpoint, generate_metadata
 
+from runs.executor import finish_run
 from runs.lease import FencedCheckpointSaver, LeaseKeeper, LeaseLost
 from runs.models import Run, RunStatus
-from threads.models import Checkpoint, CheckpointWrite, Thread
+from threads.models import Checkpoint, CheckpointWrite, Thread, ThreadStatus
 
 DATABASES = ["default", "sqlite"]
 
@@ -22,7 +23,7 @@ on_both = pytest.mark.parametrize("alias", DATABASES)
 
 
 def running_run(alias: str) -> Run:
-    thread = Thread.objects.using(alias).create()
+    thread = Thread.objects.using(alias).create(status=ThreadStatus.BUSY)
     return Run.objects.using(alias).create(
         thread=thread, assistant_id=uuid.uuid4(), status=RunStatus.RUNNING, created_at=timezone.now(),
         attempt=1, lease_token=uuid.uuid4(),
@@ -74,6 +75,40 @@ def test_an_attempt_of_a_finished_run_writes_nothing(alias: str) -> None:
             [("items", ["late"])], task_id="task-2",
         )
     assert stored(alias, str(run.thread_id)) == (1, 1)
+
+
+def finish(run: Run) -> str | None:
+    values = {"items": ["done"]}
+    fields = {"status": ThreadStatus.IDLE, "error": None, "values": values, "interrupts": {}}
+    return finish_run(run, RunStatus.SUCCESS, output=values, error=None, thread_fields=fields)
+
+
+def test_the_lease_holder_finishes_its_run_and_frees_the_thread() -> None:
+    run = running_run("default")
+    assert finish(run) == ThreadStatus.IDLE
+    run.refresh_from_db()
+    thread = Thread.objects.get(pk=run.thread_id)
+    assert (run.status, run.output, run.lease_expires_at) == (RunStatus.SUCCESS, {"items": ["done"]}, None)
+    assert (thread.status, thread.values) == (ThreadStatus.IDLE, {"items": ["done"]})
+
+
+def test_a_finish_leaves_the_thread_busy_while_another_run_waits() -> None:
+    run = running_run("default")
+    Run.objects.create(
+        thread_id=run.thread_id, assistant_id=uuid.uuid4(), status=RunStatus.PENDING, created_at=timezone.now()
+    )
+    assert finish(run) == ThreadStatus.BUSY
+    assert Thread.objects.get(pk=run.thread_id).status == ThreadStatus.BUSY
+    assert Run.objects.get(pk=run.pk).status == RunStatus.SUCCESS
+
+
+def test_the_finish_of_an_attempt_whose_lease_was_taken_over_writes_nothing() -> None:
+    run = running_run("default")
+    Run.objects.filter(pk=run.pk).update(lease_token=uuid.uuid4(), attempt=2)  # a takeover
+    assert finish(run) is None
+    assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+    thread = Thread.objects.get(pk=run.thread_id)
+    assert (thread.status, thread.values) == (ThreadStatus.BUSY, None)
 
 
 def test_keeper_keeps_renewing_an_attempt_that_took_over_in_the_same_process(settings) -> None:
