@@ -12,7 +12,8 @@ Two backends, chosen by ``AGENT_SERVER["EVENT_BUS"]``:
 Every run event goes to the run's stream and, in the same round trip, to its thread's
 stream (which the thread stream endpoints follow across runs). The end of a run is an
 internal ``END_EVENT`` entry whose data carries the final status and output; it is
-appended only after the terminal status is committed, and never sent to HTTP clients as is.
+appended only after the terminal status is committed, and never sent to HTTP clients as is;
+it also goes, alone, to the run's end stream, which readers of the outcome alone follow.
 Writers (the executor) are synchronous; readers (SSE, ``/wait``) are async.
 """
 
@@ -51,6 +52,11 @@ def run_stream(run_id: str) -> str:
 
 def thread_stream(thread_id: str) -> str:
     return f"thread:{thread_id}"
+
+
+def end_stream(run_id: str) -> str:
+    """A run's end marker alone, for readers that want only the outcome."""
+    return f"run:{run_id}:end"
 
 
 @dataclass(frozen=True)
@@ -176,8 +182,8 @@ class EventBus:
     def end(self, run_id: str, data: dict[str, Any], *, thread_id: str | None = None) -> None:
         """Append the end marker and start the retention clock of the run's events."""
         payload = orjson.dumps(data)
-        entries = [(run_stream(run_id), END_EVENT, payload, None)]
-        expire = [run_stream(run_id)]
+        entries = [(run_stream(run_id), END_EVENT, payload, None), (end_stream(run_id), END_EVENT, payload, None)]
+        expire = [run_stream(run_id), end_stream(run_id)]
         if thread_id:
             entries.append((thread_stream(thread_id), END_EVENT, payload, run_id))
             expire.append(thread_stream(thread_id))
@@ -204,6 +210,15 @@ class EventBus:
         async for item in self._read(stream, after, keepalive):
             yield item
             if isinstance(item, Event) and item.is_end:
+                return
+
+    async def read_end(self, run_id: str, *, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
+        """The run's end marker, as soon as it is there (a heartbeat per silent interval
+        before): ``/wait``, ``/join`` and a cancel's wait need the outcome only, and would
+        otherwise wake for every event of the run."""
+        async for item in self._read(end_stream(run_id), "0-0", keepalive):
+            yield item
+            if isinstance(item, Event):
                 return
 
     async def read_thread(self, thread_id: str, after: str | None, *, keepalive: float) -> AsyncIterator[Event | Heartbeat]:

@@ -17,7 +17,7 @@ import orjson
 from agentserver.asyncdb import database_sync_to_async
 from agentserver.conf import server_settings
 from agentserver.errors import APIError
-from agentserver.events import HEARTBEAT, Event, get_event_bus, id_key
+from agentserver.events import HEARTBEAT, Event, Heartbeat, get_event_bus, id_key
 from agentserver.renderers import dumps
 from runs.models import ACTIVE_RUN_STATUSES, Run
 from runs.services import cancel_runs, run_output
@@ -61,10 +61,21 @@ async def run_is_over(run_id: str) -> bool:
     return run is None or run.status not in ACTIVE_RUN_STATUSES
 
 
-async def _events(run_id: str, after: str | None) -> AsyncIterator[Event | None]:
+def _events(run_id: str, after: str | None) -> AsyncIterator[Event | None]:
     """The run's events up to its end; None for each keep-alive interval of silence."""
     keepalive = server_settings.KEEPALIVE_SECONDS
-    async for item in get_event_bus().read(run_id, after, keepalive=keepalive):
+    return _until_over(run_id, get_event_bus().read(run_id, after, keepalive=keepalive))
+
+
+def _end(run_id: str) -> AsyncIterator[Event | None]:
+    """The run's end marker; None for each keep-alive interval before it."""
+    return _until_over(run_id, get_event_bus().read_end(run_id, keepalive=server_settings.KEEPALIVE_SECONDS))
+
+
+async def _until_over(run_id: str, items: AsyncIterator[Event | Heartbeat]) -> AsyncIterator[Event | None]:
+    """``items`` up to the end marker, or up to a keep-alive that finds the run over in the
+    database (its end marker was lost); None for each other keep-alive."""
+    async for item in items:
         if item is HEARTBEAT:
             if await run_is_over(run_id):
                 return
@@ -114,12 +125,12 @@ async def replay_gap(run_id: str, after: str) -> str | None:
     return None
 
 
-async def output_stream(run_id: str, *, after: str | None, cancel_on_disconnect: bool = False) -> AsyncIterator[bytes]:
+async def output_stream(run_id: str, *, cancel_on_disconnect: bool = False) -> AsyncIterator[bytes]:
     """The body of ``/wait`` and ``/join``: newlines while waiting, then the final output."""
     finished = False
     output: Any = None
     try:
-        async for item in _events(run_id, after):
+        async for item in _end(run_id):
             if item is None:
                 yield b"\n"
             elif item.is_end:
@@ -138,7 +149,7 @@ async def until_stopped(run_id: str) -> AsyncIterator[bytes]:
     no node of the run starts. Bounded, in case the worker is gone (the sweep ends it)."""
     try:
         async with asyncio.timeout(server_settings.CANCEL_WAIT_SECONDS):
-            async for _ in _events(run_id, None):
+            async for _ in _end(run_id):
                 pass
     except TimeoutError:
         pass

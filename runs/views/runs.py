@@ -189,9 +189,7 @@ class WaitRunView(APIView):
     def post(self, request: Request, thread_id: str | None = None) -> StreamingHttpResponse:
         run, data = _create(request, thread_id)
         run_path = f"/threads/{run.thread_id}/runs/{run.run_id}"
-        body = streams.output_stream(
-            str(run.run_id), after="0-0", cancel_on_disconnect=data["on_disconnect"] == "cancel"
-        )
+        body = streams.output_stream(str(run.run_id), cancel_on_disconnect=data["on_disconnect"] == "cancel")
         return output_response(body, location=f"{run_path}/join", content_location=run_path)
 
 
@@ -233,7 +231,7 @@ def _join_response(request: Request, run: Run) -> StreamingHttpResponse:
             yield streams.dumps(output)
 
         return output_response(finished(), location=location)
-    body = streams.output_stream(str(run.run_id), after=None)
+    body = streams.output_stream(str(run.run_id))
     return output_response(body, location=location)
 
 
