@@ -172,6 +172,9 @@ class FencedCheckpointSaver(DjangoCheckpointSaver):
     def write_guard(self) -> tuple[str, list] | None:
         return _fence(self.run_id, self.token, self.using) if self.guard_in_band else None
 
+    def guarded_writes(self) -> bool:
+        return not self.guard_in_band  # in band, the check is one of the writes
+
     @contextlib.contextmanager
     def write_transaction(self) -> Iterator[None]:
         try:

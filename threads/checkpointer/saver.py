@@ -271,8 +271,13 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
         """The transaction of ``put`` and ``put_writes`` (Django's ``atomic``), entered before
         their first write; subclasses may add a guard to it (the run executor checks its
         lease there, so a stale worker writes nothing)."""
-        guarded = type(self).write_transaction is not DjangoCheckpointSaver.write_transaction
-        return transaction.write_transaction(self.using, guarded=guarded)
+        return transaction.write_transaction(self.using, guarded=self.guarded_writes())
+
+    def guarded_writes(self) -> bool:
+        """Whether statements other than the saver's writes run in ``write_transaction`` (a
+        subclass's guard): then a pipelined transaction begins explicitly (see
+        ``transaction.PipelinedTransaction``). Assumed when a subclass overrides it."""
+        return type(self).write_transaction is not DjangoCheckpointSaver.write_transaction
 
     # ------------------------------------------------------------------ async
 
