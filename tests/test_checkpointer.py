@@ -257,34 +257,48 @@ def test_prune_keeps_only_what_the_latest_checkpoint_uses(alias: str) -> None:
 
 
 class ThreadRecordingSaver(DjangoCheckpointSaver):
-    def __init__(self, alias: str) -> None:
+    def __init__(self, alias: str, threads: set[str]) -> None:
         super().__init__(alias)
-        self.threads: set[str] = set()
+        self.threads = threads
+        self.transactions = 0
 
-    def put(self, *args: Any) -> RunnableConfig:
+    def _write(self, batch: Any) -> None:
         self.threads.add(threading.current_thread().name)
-        return super().put(*args)
+        self.transactions += 1
+        super()._write(batch)
 
 
-async def test_async_writes_run_concurrently_on_the_saver_pool(alias: str) -> None:
-    saver = ThreadRecordingSaver(alias)
-    checkpoints = [generate_checkpoint(channel_values={"v": i}, channel_versions={"v": 1}) for i in range(20)]
-
-    configs = await asyncio.gather(
-        *(
-            saver.aput(
-                {"configurable": {"thread_id": f"t{i}", "checkpoint_ns": ""}},
-                c,
-                generate_metadata(),
-                {"v": 1},
-            )
-            for i, c in enumerate(checkpoints)
+def numbered_puts(saver: DjangoCheckpointSaver, count: int, prefix: str = "t") -> list[Any]:
+    return [
+        saver.aput(
+            {"configurable": {"thread_id": f"{prefix}{i}", "checkpoint_ns": ""}},
+            generate_checkpoint(channel_values={"v": i}, channel_versions={"v": 1}),
+            generate_metadata(),
+            {"v": 1},
         )
-    )
+        for i in range(count)
+    ]
+
+
+async def test_async_writes_of_different_savers_run_concurrently_on_the_saver_pool(alias: str) -> None:
+    threads: set[str] = set()
+    savers = [ThreadRecordingSaver(alias, threads) for _ in range(20)]
+    configs = await asyncio.gather(*(numbered_puts(saver, 1, f"s{n}-")[0] for n, saver in enumerate(savers)))
+
+    tuples = await asyncio.gather(*(savers[0].aget_tuple(config) for config in configs))
+    assert [t.checkpoint["channel_values"]["v"] for t in tuples if t] == [0] * 20
+    assert len(threads) > 1 and all(name.startswith("checkpointer") for name in threads)
+
+
+async def test_concurrent_async_writes_of_one_saver_are_committed_together(alias: str) -> None:
+    """What the Pregel loop does with a step's writes and checkpoint: each call answers once
+    its write is stored, and writes queued together share a transaction."""
+    saver = ThreadRecordingSaver(alias, set())
+    configs = await asyncio.gather(*numbered_puts(saver, 20))
 
     tuples = await asyncio.gather(*(saver.aget_tuple(config) for config in configs))
     assert [t.checkpoint["channel_values"]["v"] for t in tuples if t] == list(range(20))
-    assert len(saver.threads) > 1 and all(name.startswith("checkpointer") for name in saver.threads)
+    assert 1 <= saver.transactions < 20
 
 
 # ---------------------------------------------------------------- real graphs

@@ -4,8 +4,10 @@ its thread only then, and the process's lease keeper renews the attempt that own
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -75,6 +77,27 @@ def test_an_attempt_of_a_finished_run_writes_nothing(alias: str) -> None:
             [("items", ["late"])], task_id="task-2",
         )
     assert stored(alias, str(run.thread_id)) == (1, 1)
+
+
+@on_both
+def test_concurrent_async_writes_of_an_attempt_whose_lease_was_taken_over_all_fail(alias: str) -> None:
+    """As the executor writes: a step's writes and checkpoint at once, queued together."""
+    run = running_run(alias)
+    stale = FencedCheckpointSaver(str(run.run_id), run.lease_token, alias)
+    Run.objects.using(alias).filter(pk=run.pk).update(lease_token=uuid.uuid4(), attempt=2)  # a takeover
+    config = {"configurable": {"thread_id": str(run.thread_id), "checkpoint_ns": ""}}
+    checkpoint = generate_checkpoint(channel_values={"items": ["a"]}, channel_versions={"items": "1"})
+    written = {"configurable": {**config["configurable"], "checkpoint_id": checkpoint["id"]}}
+
+    async def step() -> list[Any]:
+        return await asyncio.gather(
+            stale.aput(config, checkpoint, generate_metadata(), {"items": "1"}),  # type: ignore[arg-type]
+            stale.aput_writes(written, [("items", ["b"])], task_id="task-1"),  # type: ignore[arg-type]
+            return_exceptions=True,
+        )
+
+    assert [type(result) for result in asyncio.run(step())] == [LeaseLost, LeaseLost]
+    assert stored(alias, str(run.thread_id)) == (0, 0)
 
 
 def finish(run: Run) -> str | None:

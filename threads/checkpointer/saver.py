@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import functools
 import os
@@ -33,7 +34,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from threads.checkpointer import sql, transaction
 from threads.checkpointer.maintenance import Group, Maintenance
-from threads.checkpointer.workers import Workers
+from threads.checkpointer.workers import Workers, release_connections, settle
 from threads.models import Checkpoint
 
 T = TypeVar("T")
@@ -57,6 +58,10 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
     def __init__(self, using: str = "default", *, serde: SerializerProtocol | None = None) -> None:
         super().__init__(serde=serde)
         self.using = using
+        # Async writes waiting for a worker thread (see ``_coalesced``).
+        self._queued: builtins.list[tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, Any]] = []
+        self._flushing = False
+        self._queue_lock = threading.Lock()
 
     # ------------------------------------------------------------------ reads
 
@@ -191,6 +196,33 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
         A blob already stored for a (channel, version) is kept: a version names one value.
         A channel without a value (cleared) needs no blob.
         """
+        batch, saved = self._put_batch(config, checkpoint, metadata, new_versions)
+        self._write(batch)
+        return saved
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes: regular ones insert-or-ignore, special channels upserted.
+
+        No writes, no transaction.
+        """
+        batch, _ = self._writes_batch(config, writes, task_id, task_path)
+        if batch:
+            self._write(batch)
+
+    def _put_batch(
+        self,
+        config: RunnableConfig,
+        checkpoint: LangGraphCheckpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> tuple[builtins.list[sql.Statement], RunnableConfig]:
+        """``put``'s statements, and the config it answers."""
         conf = config["configurable"]
         thread_id, ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
         values, dumps = checkpoint["channel_values"], self.serde.dumps_typed
@@ -208,20 +240,13 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             sql.dump_metadata(get_serializable_checkpoint_metadata(config, metadata)),
         )
         statements = sql.statements(self.using)
-        self._write([*statements.inserts(statements.insert_blobs, blobs), (statements.upsert_checkpoint, row)])
-        return _config(thread_id, ns, checkpoint["id"])
+        batch = [*statements.inserts(statements.insert_blobs, blobs), (statements.upsert_checkpoint, row)]
+        return batch, _config(thread_id, ns, checkpoint["id"])
 
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Store a task's writes: regular ones insert-or-ignore, special channels upserted.
-
-        No writes, no transaction.
-        """
+    def _writes_batch(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
+    ) -> tuple[builtins.list[sql.Statement], None]:
+        """``put_writes``'s statements (none for no writes)."""
         conf = config["configurable"]
         key = (
             str(conf["thread_id"]),
@@ -242,8 +267,7 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             *statements.inserts(statements.insert_writes, regular),
             *statements.inserts(statements.upsert_writes, builtins.list(special.values())),
         ]
-        if batch:
-            self._write(batch)
+        return batch, None
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Zero-padded counter plus a random fraction, as the Postgres saver: sortable as text."""
@@ -305,7 +329,7 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await self._in_thread(self.put, config, checkpoint, metadata, new_versions)
+        return await self._coalesced(self._put_batch, config, checkpoint, metadata, new_versions)
 
     async def aput_writes(
         self,
@@ -314,7 +338,7 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await self._in_thread(self.put_writes, config, writes, task_id, task_path)
+        await self._coalesced(self._writes_batch, config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self._in_thread(self.delete_thread, thread_id)
@@ -330,6 +354,48 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._workers().run(fn, *args)
+
+    async def _coalesced(self, prepare: Callable[..., tuple[builtins.list[sql.Statement], T]], *args: Any) -> T:
+        """An async write, queued on this saver: one job on the worker threads writes every
+        write queued by then in one transaction, and the writes queued meanwhile in the next.
+
+        The Pregel loop issues a step's writes and its checkpoint concurrently (durability
+        "async" chains only the checkpoints), so a run's writes mostly travel in pairs: fewer
+        transactions, thread hops and connection checkouts, while each write still answers
+        only once committed. A failure fails every write of its transaction."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._queue_lock:
+            self._queued.append((prepare, args, loop, future))
+            idle, self._flushing = not self._flushing, True
+        if idle:
+            self._workers().submit(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        """In a worker thread: write what is queued, until nothing is."""
+        while True:
+            with self._queue_lock:
+                taken, self._queued = self._queued, []
+                if not taken:
+                    self._flushing = False
+                    return
+            taken = [write for write in taken if not write[3].cancelled()]  # callers gone: skipped
+            results: builtins.list[Any] = []
+            error: BaseException | None = None
+            try:
+                batch: builtins.list[sql.Statement] = []
+                for prepare, args, _, _ in taken:
+                    statements, result = prepare(*args)
+                    batch += statements
+                    results.append(result)
+                if batch:
+                    self._write(batch)
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+                error = exc
+                release_connections()  # checked before the next write uses it
+            for index, (_, _, loop, future) in enumerate(taken):
+                settle(loop, future, results[index] if error is None else None, error)
 
     @classmethod
     def _workers(cls) -> Workers:

@@ -23,7 +23,8 @@ from django.db import close_old_connections
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+# (loop, future, fn, args); a submitted job has no loop and no future.
+Job = tuple["asyncio.AbstractEventLoop | None", "asyncio.Future[Any] | None", Callable[..., Any], tuple[Any, ...]]
 
 
 class Workers:
@@ -46,6 +47,13 @@ class Workers:
             self._add_thread()
         return await future
 
+    def submit(self, fn: Callable[[], Any]) -> None:
+        """``fn()`` in a worker thread, from any thread; nobody waits for it, so it must
+        hand over its own outcome (and log, not raise, what it cannot)."""
+        self._jobs.put((None, None, fn, ()))
+        if not self._idle.acquire(timeout=0):
+            self._add_thread()
+
     def _add_thread(self) -> None:
         with self._lock:
             if len(self._threads) < self.size:
@@ -61,39 +69,43 @@ class Workers:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 if holding:
-                    _release()  # about to wait: no connection stays checked out
+                    release_connections()  # about to wait: no connection stays checked out
                 job = self._jobs.get()
             holding = _run(*job, idle=self._jobs.empty)
             self._idle.release()
 
 
 def _run(
-    loop: asyncio.AbstractEventLoop,
-    future: asyncio.Future[Any],
+    loop: asyncio.AbstractEventLoop | None,
+    future: asyncio.Future[Any] | None,
     fn: Callable[..., Any],
     args: tuple,
     *,
     idle: Callable[[], bool],
 ) -> bool:
-    """Run one job and hand over its outcome; whether the thread may still hold a connection."""
-    if future.cancelled():
+    """Run one job and hand over its outcome (a submitted job, without a future, hands over
+    its own); whether the thread may still hold a connection."""
+    if future is not None and future.cancelled():
         return True  # skipped: it still holds what an earlier job left
     result, error = None, None
     try:
         result = fn(*args)
     except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
         error = RuntimeError(exc) if isinstance(exc, StopIteration) else exc
+        if future is None:
+            logger.exception("checkpointer worker: a submitted job failed")
     # With no job queued, hand the connection back now, before the caller resumes: the
     # caller's thread then runs without contention for the GIL. After an error, check
     # the connection before the next job uses it.
     holding = error is None and not idle()
     if not holding:
-        _release()
-    _settle(loop, future, result, error)
+        release_connections()
+    if loop is not None and future is not None:
+        settle(loop, future, result, error)
     return holding
 
 
-def _release() -> None:
+def release_connections() -> None:
     """Return this thread's connections (``close_old_connections``: to the pool, or closed
     when obsolete or broken); a failure here must not kill the thread."""
     try:
@@ -102,10 +114,12 @@ def _release() -> None:
         logger.exception("checkpointer worker: closing its database connections failed")
 
 
-def _settle(
+def settle(
     loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any, exc: BaseException | None
 ) -> None:
-    def settle() -> None:
+    """Hand ``result`` (or ``exc``) to ``future`` on its loop, unless it was cancelled."""
+
+    def hand_over() -> None:
         if future.cancelled():
             return
         if exc is None:
@@ -114,6 +128,6 @@ def _settle(
             future.set_exception(exc)
 
     try:
-        loop.call_soon_threadsafe(settle)
+        loop.call_soon_threadsafe(hand_over)
     except RuntimeError:  # the loop closed meanwhile: nobody waits for the result
         pass
