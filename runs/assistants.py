@@ -20,9 +20,10 @@ from pydantic import create_model
 from agentserver.errors import APIError, bad_request, conflict, not_found, parse_uuid, unprocessable
 from agentserver.graphs import LoadedGraph, default_assistant_id, get_registry
 from agentserver.jsonquery import json_contains
+from agentserver.rows import fetch_instance, model_columns
 from crons.models import Cron
 from runs.models import Assistant, AssistantVersion, Run
-from runs.sql import db_value, fetch_instance, model_columns
+from runs.sql import db_value
 from threads.models import Checkpoint, CheckpointBlob, CheckpointWrite, Thread
 
 T = TypeVar("T")

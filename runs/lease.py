@@ -30,8 +30,9 @@ from django.db import DataError, connections
 from django.utils import timezone
 
 from agentserver.conf import server_settings
+from agentserver.rows import fetch_instance, model_columns
 from runs.models import Run, RunStatus
-from runs.sql import db_value, fetch_instance, model_columns
+from runs.sql import db_value
 from threads.checkpointer import DjangoCheckpointSaver
 
 logger = logging.getLogger(__name__)

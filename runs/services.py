@@ -17,12 +17,13 @@ from django.utils import timezone
 
 from agentserver.errors import APIError, bad_request, conflict, not_found, unprocessable
 from agentserver.events import get_event_bus
+from agentserver.rows import fetch_instance, insert_row, model_columns, update_row
 from runs.assistants import resolve_assistant
 from runs.dispatch import dispatch_run
 from runs.executor import publish_metadata
 from runs.models import ACTIVE_RUN_STATUSES, Assistant, Run, RunStatus
 from runs.queue import lock_threads, next_queued_run, release_thread
-from runs.sql import ACTIVE_STATUSES_SQL, db_value, fetch_instance, insert_row, model_columns, update_row
+from runs.sql import ACTIVE_STATUSES_SQL, db_value
 from runs.webhooks import WebhookRejected, validate_webhook_url
 from threads.checkpointer import DjangoCheckpointSaver
 from threads.models import Thread, ThreadStatus

@@ -19,6 +19,7 @@ from langchain_core.utils.uuid import uuid7
 from agentserver.config import get_config
 from agentserver.errors import conflict, not_found, parse_uuid, unprocessable
 from agentserver.jsonquery import json_contains
+from agentserver.rows import insert_row
 from threads.checkpointer import DjangoCheckpointSaver
 from threads.models import Thread, ThreadStatus
 from threads.serializers import select_thread_fields, thread_wire
@@ -84,8 +85,9 @@ def create_thread(
         # a savepoint keeps a duplicate id from breaking it.
         lone = not supersteps and not transaction.get_connection().in_atomic_block
         with contextlib.nullcontext() if lone else transaction.atomic():
-            thread = Thread.objects.create(
-                thread_id=pk, metadata=metadata or {}, **ttl_fields(ttl or default_ttl())
+            thread = insert_row(
+                Thread(thread_id=pk, metadata=metadata or {}, **ttl_fields(ttl or default_ttl())),
+                Thread.objects.db,
             )
             if supersteps:
                 apply_supersteps(thread, supersteps)
