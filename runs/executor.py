@@ -19,7 +19,7 @@ from functools import cache
 from typing import Any
 
 import uvloop
-from django.db import connections, transaction
+from django.db import close_old_connections, connections, transaction
 from django.db.models import CASCADE
 from django.utils import timezone
 from langgraph.types import Command, Send
@@ -68,6 +68,9 @@ class RunOutcome:
 def execute_run(run_id: str) -> RunOutcome | None:
     """Claim and execute one attempt of ``run_id``; None when there was nothing to do."""
     run = claim_run(run_id)
+    # The attempt reaches the database from other threads only: this thread's connection goes
+    # back to the pool now rather than stay checked out, unused, for as long as the run lasts.
+    close_old_connections()
     if run is None:
         return None
     # A clean context per attempt: nothing a graph sets in a contextvar reaches the next one.

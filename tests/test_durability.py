@@ -194,3 +194,24 @@ async def test_run_past_its_attempt_limit_ends_in_error_and_frees_the_thread(clu
     assert (await sdk.threads.get(tid))["status"] == "error"
     follow_up = await sdk.runs.wait(tid, "echo", input={"items": ["again"]})
     assert follow_up["items"][-1] == "echo:again"
+
+
+async def test_a_worker_with_more_run_slots_than_database_connections_runs_them_all() -> None:
+    """Eight runs at once on a worker of eight slots whose process may hold three database
+    connections: a run in progress must not keep one checked out (its claim's) while its
+    checkpoints wait for one, or the pool runs dry and the runs fail after its timeout."""
+    live = LiveServer(mode="prod", extra_env={"DATABASE_POOL_MIN": "1", "DATABASE_POOL_MAX": "3"}).start()
+    try:
+        async with get_client(url=live.url, api_key=None) as client:
+            threads = await asyncio.gather(*(client.threads.create() for _ in range(8)))
+            runs = await asyncio.gather(
+                *(client.runs.create(t["thread_id"], "slow", input={"items": ["sleep:0.3"]}) for t in threads)
+            )
+            results = await asyncio.wait_for(
+                asyncio.gather(*(client.runs.join(r["thread_id"], r["run_id"]) for r in runs)), 25
+            )
+            statuses = {(await client.runs.get(r["thread_id"], r["run_id"]))["status"] for r in runs}
+    finally:
+        live.stop()
+    assert results == [{"items": ["sleep:0.3", "s0", "s1", "s2", "s3", "s4"]}] * 8
+    assert statuses == {"success"}
