@@ -13,7 +13,7 @@ Every run event goes to the run's stream and, in the same round trip, to its thr
 stream (which the thread stream endpoints follow across runs). The end of a run is an
 internal ``END_EVENT`` entry whose data carries the final status and output; it is
 appended only after the terminal status is committed, and never sent to HTTP clients as is;
-it also goes, alone, to the run's end stream, which readers of the outcome alone follow.
+it is also kept alone (``run_end``) for the readers of the outcome alone.
 Writers (the executor) are synchronous; readers (SSE, ``/wait``) are async.
 """
 
@@ -54,8 +54,8 @@ def thread_stream(thread_id: str) -> str:
     return f"thread:{thread_id}"
 
 
-def end_stream(run_id: str) -> str:
-    """A run's end marker alone, for readers that want only the outcome."""
+def run_end(run_id: str) -> str:
+    """Where a run's end marker is kept alone, for readers that want only the outcome."""
     return f"run:{run_id}:end"
 
 
@@ -158,8 +158,16 @@ class CancelRouter:
 class EventBus:
     """What the executor and the readers need from an event transport."""
 
-    def _append(self, entries: list[tuple[str, str, bytes, str | None]], *, expire: list[str]) -> list[str]:
-        """Append ``(stream, event, data, run_id)`` entries; restart retention of ``expire``."""
+    def _append(
+        self, entries: list[tuple[str, str, bytes, str | None]], *, expire: list[str],
+        outcome: tuple[str, bytes] | None = None,
+    ) -> list[str]:
+        """Append ``(stream, event, data, run_id)`` entries; restart retention of ``expire``;
+        keep ``outcome``, a run's ``(run_id, end data)``, for ``_read_end``."""
+        raise NotImplementedError
+
+    def _read_end(self, run_id: str, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
+        """A heartbeat per silent interval until the run's end marker is kept, then it."""
         raise NotImplementedError
 
     def _read(self, stream: str, after: str, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
@@ -182,12 +190,12 @@ class EventBus:
     def end(self, run_id: str, data: dict[str, Any], *, thread_id: str | None = None) -> None:
         """Append the end marker and start the retention clock of the run's events."""
         payload = orjson.dumps(data)
-        entries = [(run_stream(run_id), END_EVENT, payload, None), (end_stream(run_id), END_EVENT, payload, None)]
-        expire = [run_stream(run_id), end_stream(run_id)]
+        entries = [(run_stream(run_id), END_EVENT, payload, None)]
+        expire = [run_stream(run_id)]
         if thread_id:
             entries.append((thread_stream(thread_id), END_EVENT, payload, run_id))
             expire.append(thread_stream(thread_id))
-        self._append(entries, expire=expire)
+        self._append(entries, expire=expire, outcome=(run_id, payload))
 
     def publish_thread(self, thread_id: str, event: str, data: bytes) -> str:
         """A thread event that belongs to no run (``state_update``)."""
@@ -216,7 +224,7 @@ class EventBus:
         """The run's end marker, as soon as it is there (a heartbeat per silent interval
         before): ``/wait``, ``/join`` and a cancel's wait need the outcome only, and would
         otherwise wake for every event of the run."""
-        async for item in self._read(end_stream(run_id), "0-0", keepalive):
+        async for item in self._read_end(run_id, keepalive):
             yield item
             if isinstance(item, Event):
                 return
@@ -279,7 +287,14 @@ class MemoryEventBus(EventBus):
             stream = self.streams[name] = _MemoryStream()
         return stream
 
-    def _append(self, entries: list[tuple[str, str, bytes, str | None]], *, expire: list[str]) -> list[str]:
+    def _append(
+        self, entries: list[tuple[str, str, bytes, str | None]], *, expire: list[str],
+        outcome: tuple[str, bytes] | None = None,
+    ) -> list[str]:
+        if outcome is not None:  # here a stream of its own, retained with the run's
+            run_id, data = outcome
+            entries = [*entries, (run_end(run_id), END_EVENT, data, None)]
+            expire = [*expire, run_end(run_id)]
         ids, woken = [], []
         maxlen = server_settings.STREAM_MAXLEN
         with self.lock:
@@ -339,6 +354,9 @@ class MemoryEventBus(EventBus):
                     await asyncio.wait_for(future, keepalive)
                 except TimeoutError:
                     yield HEARTBEAT
+
+    def _read_end(self, run_id: str, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
+        return self._read(run_end(run_id), "0-0", keepalive)
 
     def has_run(self, run_id: str) -> bool:
         with self.lock:
@@ -405,7 +423,10 @@ class RedisEventBus(EventBus):
             self._async_clients[loop] = client
         return client
 
-    def _append(self, entries: list[tuple[str, str, bytes, str | None]], *, expire: list[str]) -> list[str]:
+    def _append(
+        self, entries: list[tuple[str, str, bytes, str | None]], *, expire: list[str],
+        outcome: tuple[str, bytes] | None = None,
+    ) -> list[str]:
         maxlen = server_settings.STREAM_MAXLEN
         pipe = self.client.pipeline(transaction=False)
         for name, event, data, run_id in entries:
@@ -413,6 +434,12 @@ class RedisEventBus(EventBus):
             pipe.xadd(KEY_PREFIX + name, fields, maxlen=maxlen, approximate=True)
         for name in expire:
             pipe.expire(KEY_PREFIX + name, server_settings.STREAM_TTL_SECONDS)
+        if outcome is not None:
+            # A one-item list, not a stream: a stream costs ~4.4 KB of Redis memory even
+            # with one entry, a list ~0.25 KB, for as long as the run's events are retained.
+            run_id, data = outcome
+            pipe.lpush(KEY_PREFIX + run_end(run_id), data)
+            pipe.expire(KEY_PREFIX + run_end(run_id), server_settings.STREAM_TTL_SECONDS)
         results = pipe.execute()
         return [entry_id.decode() for entry_id in results[: len(entries)]]
 
@@ -443,6 +470,17 @@ class RedisEventBus(EventBus):
                 entry = self._event(entry_id, fields)
                 cursor = entry.id
                 yield entry
+
+    async def _read_end(self, run_id: str, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
+        """``BLMOVE`` of the one-item list onto itself: every reader gets the item, and it stays."""
+        client, key = self._async(), KEY_PREFIX + run_end(run_id)
+        while True:
+            data = await client.blmove(key, key, keepalive, "RIGHT", "LEFT")
+            if data is None:
+                yield HEARTBEAT
+                continue
+            yield Event("0-0", END_EVENT, data)
+            return
 
     def has_run(self, run_id: str) -> bool:
         return bool(self.client.exists(KEY_PREFIX + run_stream(run_id)))
