@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 
 import pytest
 from langgraph_sdk import get_client
 
+from agentserver.streaming import StreamingResponse
 from tests.live import LiveServer
 
 NODES = [f"n{i}" for i in range(10)]
@@ -173,3 +175,23 @@ async def test_more_waiting_clients_than_a_redis_pool_holds_all_get_their_output
 
         results = await asyncio.gather(*(wait(i) for i in range(150)))
     assert results == [{"items": [str(i), f"echo:{i}"]} for i in range(150)]
+
+
+async def test_a_streamed_body_the_server_stops_sending_is_closed_at_once() -> None:
+    """What Django's ASGI handler does when the client leaves during a send: it closes the
+    response's iterator. The body's ``finally`` (``on_disconnect=cancel`` cancels the run
+    there) must run then, not whenever the abandoned generator is collected."""
+    closed: list[str] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"first"
+            yield b"second"
+        finally:
+            closed.append("closed")
+
+    response = StreamingResponse(body())
+    async with aclosing(aiter(response)) as content:
+        async for _ in content:
+            break  # the send of the first chunk failed
+    assert closed == ["closed"]

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from django.db import close_old_connections
-from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework.request import Request
@@ -24,6 +23,7 @@ from agentserver.openapi import ANY_JSON, LAST_EVENT_ID, QUERY, SSE, errors, que
 from agentserver.openapi import query_int as int_param
 from agentserver.openapi import query_list as list_param
 from agentserver.params import query_bool, query_int, query_list
+from agentserver.streaming import StreamingResponse
 from agentserver.validation import validated
 from runs import services, streams
 from runs.models import Run, RunStatus
@@ -55,9 +55,9 @@ def _release_connection() -> None:
     close_old_connections()
 
 
-def sse_response(body: AsyncIterator[bytes], *, location: str, content_location: str | None = None) -> StreamingHttpResponse:
+def sse_response(body: AsyncIterator[bytes], *, location: str, content_location: str | None = None) -> StreamingResponse:
     _release_connection()
-    response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
+    response = StreamingResponse(body, content_type="text/event-stream; charset=utf-8")
     for name, value in streams.SSE_HEADERS.items():
         response[name] = value
     response["Location"] = location
@@ -66,9 +66,9 @@ def sse_response(body: AsyncIterator[bytes], *, location: str, content_location:
     return response
 
 
-def output_response(body: AsyncIterator[bytes], *, location: str, content_location: str | None = None) -> StreamingHttpResponse:
+def output_response(body: AsyncIterator[bytes], *, location: str, content_location: str | None = None) -> StreamingResponse:
     _release_connection()
-    response = StreamingHttpResponse(body, content_type="application/json")
+    response = StreamingResponse(body, content_type="application/json")
     response["Location"] = location
     if content_location:
         response["Content-Location"] = content_location
@@ -165,7 +165,7 @@ class StreamRunView(APIView):
     @extend_schema(
         operation_id="stream_run", request=ThreadRunCreateSerializer, responses={**SSE, **CREATE_ERRORS}
     )
-    def post(self, request: Request, thread_id: str | None = None) -> StreamingHttpResponse:
+    def post(self, request: Request, thread_id: str | None = None) -> StreamingResponse:
         run, data = _create(request, thread_id)
         run_path, stream_path = _run_paths(run, stateless=self.stateless)
         body = streams.sse_stream(
@@ -186,7 +186,7 @@ class WaitRunView(APIView):
     @extend_schema(
         operation_id="wait_run", request=ThreadRunCreateSerializer, responses={200: ANY_JSON, **CREATE_ERRORS}
     )
-    def post(self, request: Request, thread_id: str | None = None) -> StreamingHttpResponse:
+    def post(self, request: Request, thread_id: str | None = None) -> StreamingResponse:
         run, data = _create(request, thread_id)
         run_path = f"/threads/{run.thread_id}/runs/{run.run_id}"
         body = streams.output_stream(str(run.run_id), cancel_on_disconnect=data["on_disconnect"] == "cancel")
@@ -217,12 +217,12 @@ class JoinRunView(APIView):
     """GET …/runs/{rid}/join: the final output, at once for a finished run."""
 
     @extend_schema(operation_id="join_run", responses={200: ANY_JSON, **errors(404, 422)})
-    def get(self, request: Request, thread_id: str, run_id: str) -> StreamingHttpResponse:
+    def get(self, request: Request, thread_id: str, run_id: str) -> StreamingResponse:
         run = services.get_thread_run(parse_uuid(thread_id, "thread"), parse_uuid(run_id, "run"))
         return _join_response(request, run)
 
 
-def _join_response(request: Request, run: Run) -> StreamingHttpResponse:
+def _join_response(request: Request, run: Run) -> StreamingResponse:
     location = f"/threads/{run.thread_id}/runs/{run.run_id}/join"
     if run.status in RunStatus.values and run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
         output = services.run_output(run)
@@ -246,7 +246,7 @@ class JoinStreamView(APIView):
         ],
         responses={**SSE, **errors(404, 422)},
     )
-    def get(self, request: Request, run_id: str, thread_id: str | None = None) -> StreamingHttpResponse:
+    def get(self, request: Request, run_id: str, thread_id: str | None = None) -> StreamingResponse:
         rid = parse_uuid(run_id, "run")
         runs = Run.objects.filter(pk=rid)
         if thread_id is not None:
@@ -286,7 +286,7 @@ class CancelRunView(APIView):
         services.cancel_runs(Run.objects.filter(pk=rid, thread_id=tid), action)
         if not query_bool(query, "wait"):
             _release_connection()
-            return StreamingHttpResponse(streams.until_stopped(str(rid)), status=202)
+            return StreamingResponse(streams.until_stopped(str(rid)), status=202)
         run = Run.objects.filter(pk=rid).first()
         if run is None:  # rolled back: nothing left to wait for
             return Response(None)

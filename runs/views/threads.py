@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 
 from asgiref.sync import async_to_sync
 from django.db import close_old_connections
-from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -22,6 +21,7 @@ from agentserver.events import normalise_last_id
 from agentserver.openapi import LAST_EVENT_ID, SSE, errors
 from agentserver.openapi import query_list as list_param
 from agentserver.params import query_list
+from agentserver.streaming import StreamingResponse
 from runs.protocol import commands
 from runs.protocol.source import EventFilter, InvalidFilter, parse_since, protocol_sse
 from runs.streams import SSE_HEADERS
@@ -29,9 +29,9 @@ from runs.threadstream import THREAD_STREAM_MODES, parse_thread_modes, thread_ss
 from threads.models import Thread
 
 
-def _sse(body: AsyncIterator[bytes], *, location: str | None = None) -> StreamingHttpResponse:
+def _sse(body: AsyncIterator[bytes], *, location: str | None = None) -> StreamingResponse:
     close_old_connections()  # the body outlives the view; it reads the database in short calls
-    response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
+    response = StreamingResponse(body, content_type="text/event-stream; charset=utf-8")
     for name, value in SSE_HEADERS.items():
         response[name] = value
     if location:
@@ -90,7 +90,7 @@ class ThreadStreamView(APIView):
         ],
         responses={**SSE, **errors(404, 422)},
     )
-    def get(self, request: Request, thread_id: str) -> StreamingHttpResponse:
+    def get(self, request: Request, thread_id: str) -> StreamingResponse:
         query = request.query_params
         modes = parse_thread_modes(query_list(query, "stream_modes") + query_list(query, "stream_mode"))
         pk = _existing_thread(thread_id)
@@ -124,7 +124,7 @@ class ThreadEventsView(APIView):
     """POST /threads/{tid}/stream/events: protocol events as SSE, filtered, from ``since``."""
 
     @extend_schema(operation_id="stream_thread_events", request=EVENT_FILTER, responses={**SSE, **errors(400, 404, 422)})
-    def post(self, request: Request, thread_id: str) -> StreamingHttpResponse:
+    def post(self, request: Request, thread_id: str) -> StreamingResponse:
         body = request.data
         try:
             event_filter = EventFilter.parse(body)
