@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from django.http import StreamingHttpResponse
@@ -18,7 +18,7 @@ class StreamingResponse(StreamingHttpResponse):
     event cancels it there, and its ``finally`` runs at once either way.)
     """
 
-    def __init__(self, body: AsyncIterator[bytes], *args: Any, **kwargs: Any) -> None:
+    def __init__(self, body: AsyncGenerator[bytes, None], *args: Any, **kwargs: Any) -> None:
         super().__init__(body, *args, **kwargs)
         self._body = body
 
@@ -27,6 +27,4 @@ class StreamingResponse(StreamingHttpResponse):
             async for part in super().__aiter__():
                 yield part
         finally:
-            aclose = getattr(self._body, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await self._body.aclose()

@@ -7,7 +7,7 @@ any admission error is a normal JSON error before the stream starts.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from django.db import close_old_connections
@@ -55,7 +55,7 @@ def _release_connection() -> None:
     close_old_connections()
 
 
-def sse_response(body: AsyncIterator[bytes], *, location: str, content_location: str | None = None) -> StreamingResponse:
+def sse_response(body: AsyncGenerator[bytes, None], *, location: str, content_location: str | None = None) -> StreamingResponse:
     _release_connection()
     response = StreamingResponse(body, content_type="text/event-stream; charset=utf-8")
     for name, value in streams.SSE_HEADERS.items():
@@ -66,7 +66,7 @@ def sse_response(body: AsyncIterator[bytes], *, location: str, content_location:
     return response
 
 
-def output_response(body: AsyncIterator[bytes], *, location: str, content_location: str | None = None) -> StreamingResponse:
+def output_response(body: AsyncGenerator[bytes, None], *, location: str, content_location: str | None = None) -> StreamingResponse:
     _release_connection()
     response = StreamingResponse(body, content_type="application/json")
     response["Location"] = location

@@ -6,7 +6,7 @@ missing thread or a bad request is a JSON error before the stream starts.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from asgiref.sync import async_to_sync
 from django.db import close_old_connections
@@ -29,7 +29,7 @@ from runs.threadstream import THREAD_STREAM_MODES, parse_thread_modes, thread_ss
 from threads.models import Thread
 
 
-def _sse(body: AsyncIterator[bytes], *, location: str | None = None) -> StreamingResponse:
+def _sse(body: AsyncGenerator[bytes, None], *, location: str | None = None) -> StreamingResponse:
     close_old_connections()  # the body outlives the view; it reads the database in short calls
     response = StreamingResponse(body, content_type="text/event-stream; charset=utf-8")
     for name, value in SSE_HEADERS.items():
