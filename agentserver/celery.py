@@ -12,6 +12,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentserver.settings")
 app = Celery("agentserver")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Runs that may start now reach the workers through this step, not as Celery messages.
+app.steps["worker"].add("runs.feeder:RunFeeder")
 
 
 @worker_init.connect

@@ -32,7 +32,8 @@ def _default_event_bus() -> str:
 DEFAULTS: dict[str, Any] = {
     # Path of the langgraph.json-compatible config file.
     "CONFIG": _default_config_path,
-    # "celery" sends one message per run attempt; "inprocess" runs them on a thread pool (dev).
+    # "celery": Celery workers run them (taking ready runs off a Redis list); "inprocess": a
+    # thread pool of the web process (dev).
     "DISPATCHER": _default_dispatcher,
     # "redis" (Redis Streams) or "memory" (one process only).
     "EVENT_BUS": _default_event_bus,
