@@ -20,5 +20,7 @@ app.steps["worker"].add("runs.feeder:RunFeeder")
 def _load_graphs(**kwargs: object) -> None:
     """Import the configured graphs when a worker starts: a broken graph fails fast."""
     from agentserver.graphs import get_registry
+    from agentserver.startup import freeze_startup_objects
 
     get_registry()
+    freeze_startup_objects()

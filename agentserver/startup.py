@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 
 from django.db import connections
@@ -37,3 +38,22 @@ def prepare_process() -> None:
     thread.join()
     if errors:
         raise errors[0]
+    freeze_startup_objects()
+
+
+def freeze_startup_objects() -> None:
+    """Keep what the process loaded at start out of the cyclic garbage collector.
+
+    Django, LangGraph and the graphs leave hundreds of thousands of objects that live as
+    long as the process; every full collection would walk them all again, and a request
+    allocates enough to trigger collections often (the web process spent ~5 % of its CPU
+    in the collector). Frozen, they are never scanned; a larger first generation makes
+    collections rarer, and garbage cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_FIRST_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
+
+
+# Python's default is 700 allocations; one request allocates several thousand objects.
+GC_FIRST_GENERATION_THRESHOLD = 10_000
