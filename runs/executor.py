@@ -24,7 +24,6 @@ from django.db.models import CASCADE
 from django.utils import timezone
 from langgraph.types import Command, Send
 
-from agentserver.asyncdb import database_sync_to_async
 from agentserver.conf import server_settings
 from agentserver.events import CancelWatch, EventBus, get_event_bus
 from agentserver.graphs import get_registry
@@ -54,6 +53,10 @@ VISIBLE_ERRORS = {
 }
 
 
+# How an attempt ended: its status, its error, the cancel action that stopped it ("" if none).
+Ended = tuple[str, dict | None, str]
+
+
 @dataclass
 class RunOutcome:
     """What the dispatcher must do after an attempt."""
@@ -73,8 +76,17 @@ def execute_run(run_id: str) -> RunOutcome | None:
     close_old_connections()
     if run is None:
         return None
+    attempt = Attempt(run, get_event_bus())
     # A clean context per attempt: nothing a graph sets in a contextvar reaches the next one.
-    return _thread_runner().run(_attempt(run), context=contextvars.copy_context())
+    ended = _thread_runner().run(_run_to_end(attempt), context=contextvars.copy_context())
+    if ended is None:
+        return None
+    # The finish runs here, once the loop has stopped: from inside the loop the ORM would
+    # need a hop to another thread and back (it refuses to run in an event loop's thread).
+    try:
+        return attempt.finish(*ended)
+    finally:
+        close_old_connections()
 
 
 _local = threading.local()
@@ -101,9 +113,9 @@ def _sync_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=server_settings.SYNC_POOL_SIZE, thread_name_prefix="agentserver-sync")
 
 
-async def _attempt(run: Run) -> RunOutcome | None:
+async def _run_to_end(attempt: Attempt) -> Ended | None:
     try:
-        return await Attempt(run, get_event_bus()).execute()
+        return await attempt.execute()
     finally:
         # As asyncio.run would: tasks a graph left behind do not outlive its attempt.
         stragglers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -174,7 +186,9 @@ class Attempt:
             payload = data if isinstance(data, bytes) else dumps(data)
             self.bus.publish(self.run_id, event, payload, thread_id=self.thread_stream)
 
-    async def execute(self) -> RunOutcome | None:
+    async def execute(self) -> Ended | None:
+        """The attempt up to its finish: how it ended, or None once the lease is lost (the
+        attempt then writes nothing more)."""
         loop = asyncio.get_running_loop()
         watch = self.bus.watch_cancel(self.run_id)
         lease_keeper.hold(self.run_id, self.run.lease_token, lambda verdict: self._on_lease(loop, watch, verdict))
@@ -190,7 +204,7 @@ class Attempt:
             return None
         if self.needs_state and not self.temporary and cancel_action != "rollback":
             self.snapshot = await self._read_state()
-        return await database_sync_to_async(self._finish)(status, error, cancel_action)
+        return status, error, cancel_action
 
     async def _supervise(self, watch: CancelWatch) -> tuple[str, dict | None, str]:
         """Run the graph until it ends, is cancelled, times out or loses its lease."""
@@ -298,7 +312,7 @@ class Attempt:
             fields.update(values=values, interrupts={})
         return fields
 
-    def _finish(self, status: str, error: dict | None, cancel_action: str) -> RunOutcome | None:
+    def finish(self, status: str, error: dict | None, cancel_action: str) -> RunOutcome | None:
         if cancel_action == "rollback":
             return self._rollback()
         values = to_jsonable(self.last_values) if self.last_values is not None else None
