@@ -1,4 +1,5 @@
-"""RabbitMQ as the Celery broker (Redis still carries the event streams)."""
+"""RabbitMQ as the Celery broker (Redis still carries the event streams and the queue of
+runs ready to start; a run that must wait travels as a Celery message)."""
 
 from __future__ import annotations
 
@@ -20,5 +21,9 @@ async def test_runs_execute_through_rabbitmq() -> None:
             assert result == {"items": ["amqp", "echo:amqp"]}
             parts = [p.event async for p in client.runs.stream(None, "chain10", input={"items": ["s"]})]
             assert parts[0] == "metadata" and parts.count("values") == 11
+            delayed = await client.runs.wait(
+                thread["thread_id"], "echo", input={"items": ["later"]}, after_seconds=0.5
+            )
+            assert delayed == {"items": ["amqp", "echo:amqp", "later", "echo:later"]}
     finally:
         live.stop()
