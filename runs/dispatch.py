@@ -32,6 +32,7 @@ EXECUTE_TASK = "runs.tasks.execute_run"
 WEBHOOK_TASK = "runs.tasks.deliver_webhook"
 # The ids of runs that may start now, oldest at the right (LPUSH, popped from the right).
 READY_QUEUE = f"{KEY_PREFIX}runs:ready"
+PUSH_TIMEOUT_SECONDS = 10
 
 
 @lru_cache(maxsize=1)
@@ -41,7 +42,9 @@ def _pool(size: int) -> ThreadPoolExecutor:
 
 @lru_cache(maxsize=1)
 def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
+    # A Redis that stops answering fails the push (the sweep sends the run later) instead
+    # of holding the request's thread for good.
+    return redis.Redis.from_url(url, socket_timeout=PUSH_TIMEOUT_SECONDS)
 
 
 def run_logged(function: Any, *args: Any) -> None:
