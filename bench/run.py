@@ -476,6 +476,19 @@ def machine() -> dict[str, str]:
     return info
 
 
+def speed_probe() -> str:
+    """CPU time of a fixed pure-Python loop, best of three. This machine's speed drifts by 2.5×
+    over a day, and every figure with it: compare runs only at similar probes."""
+    best = min(_timed_loop() for _ in range(3))
+    return f"{best * 1000:.0f} ms (CPU of a fixed pure-Python loop, best of 3; lower is faster)"
+
+
+def _timed_loop() -> float:
+    start = time.process_time()
+    sum(i * i for i in range(3_000_000))
+    return time.process_time() - start
+
+
 def versions(include_official: bool) -> dict[str, str]:
     from importlib import metadata as md
 
@@ -529,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = max(1, args.rounds)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     mach = machine()
+    mach["speed probe at start"] = speed_probe()
 
     by_server: dict[str, list[dict]] = {s: [] for s in servers}
     t_all = time.monotonic()
@@ -540,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"round {r}/{rounds}: {name}")
             by_server[name].append(run_one(name, workload, r))
 
+    mach["speed probe at end"] = speed_probe()
     table, summary = build_table(by_server)
     vers = versions(any(s.startswith("official") for s in servers))
     total_errors = sum(res.get("errors", {}).get("total", 0) for rs in by_server.values() for res in rs)
