@@ -83,10 +83,8 @@ def execute_run(run_id: str) -> RunOutcome | None:
         return None
     # The finish runs here, once the loop has stopped: from inside the loop the ORM would
     # need a hop to another thread and back (it refuses to run in an event loop's thread).
-    try:
-        return attempt.finish(*ended)
-    finally:
-        close_old_connections()
+    # Its connection goes back when the job ends (run_logged; Celery's Django fixup).
+    return attempt.finish(*ended)
 
 
 _local = threading.local()

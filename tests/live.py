@@ -5,6 +5,7 @@ Nothing is mocked: tests talk HTTP to these processes with the unmodified langgr
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -24,6 +25,16 @@ ROOT = Path(__file__).resolve().parent.parent
 GRAPHS_CONFIG = ROOT / "tests" / "graphs" / "langgraph.json"
 POSTGRES_ADMIN_URL = os.environ.get("AGENTSERVER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE_URL = os.environ.get("AGENTSERVER_TEST_REDIS", "redis://127.0.0.1:6379")
+
+
+async def wait_for(predicate, timeout: float = 30, interval: float = 0.1) -> None:
+    """Poll ``predicate`` (a check of a live server's state) until it holds, or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError("condition not met in time")
 
 
 def free_port() -> int:

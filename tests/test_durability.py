@@ -10,7 +10,6 @@ import asyncio
 import collections
 import os
 import signal
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import psycopg
@@ -18,7 +17,7 @@ import pytest
 from celery import Celery
 from langgraph_sdk import get_client
 
-from tests.live import LiveServer
+from tests.live import LiveServer, wait_for
 
 LEDGER_NODES = [f"l{i}" for i in range(10)]
 FAULT_ENV = {
@@ -41,14 +40,6 @@ async def sdk(cluster: LiveServer) -> AsyncIterator:
     async with get_client(url=cluster.url, api_key=None) as client:
         yield client
 
-
-async def wait_for(predicate, timeout: float = 30, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def live_workers(cluster: LiveServer) -> list:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import psycopg
@@ -16,7 +15,7 @@ import pytest
 import redis
 from langgraph_sdk import get_client
 
-from tests.live import LiveServer
+from tests.live import LiveServer, wait_for
 
 NO_SWEEP_RESCUE = {"AGENTSERVER_PENDING_REDISPATCH_SECONDS": "600"}
 
@@ -39,14 +38,6 @@ def statuses(cluster: LiveServer, run_ids: list[str]) -> list[str]:
         rows = dict(conn.execute("SELECT run_id::text, status FROM runs_run WHERE run_id::text = ANY(%s)", [run_ids]))
     return [rows.get(run_id, "gone") for run_id in run_ids]
 
-
-async def wait_for(predicate, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 async def test_a_busy_worker_leaves_ready_runs_to_a_free_one(cluster: LiveServer, sdk) -> None:
