@@ -12,7 +12,7 @@ from datetime import timedelta
 from functools import cache
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from agentserver.errors import APIError, bad_request, conflict, not_found, unprocessable
@@ -190,17 +190,25 @@ def _lock_thread(
     lock_sql, in_flight_sql = _admission_sql(connection.vendor)
     params = [db_value("thread_id", thread_id, using, Thread)]
     thread = fetch_instance(Thread, lock_sql, params, using)
-    if thread is not None:
-        # Asked only now that the lock is held: Postgres (READ COMMITTED) evaluates a statement
-        # that waited for a row lock against the other tables as they were when it started, so
-        # an EXISTS in the locking statement would miss the run of the admission it waited for.
-        with connection.cursor() as cursor:
-            cursor.execute(in_flight_sql, params)
-            return thread, bool(cursor.fetchone()[0]), False
-    if data.get("if_not_exists") != "create":
-        raise not_found("Thread or assistant not found.")
-    thread = Thread(thread_id=thread_id, metadata=stamp, status=ThreadStatus.BUSY)
-    return insert_row(thread, using), False, True
+    if thread is None:
+        if data.get("if_not_exists") != "create":
+            raise not_found("Thread or assistant not found.")
+        try:
+            with transaction.atomic(using):
+                thread = Thread(thread_id=thread_id, metadata=stamp, status=ThreadStatus.BUSY)
+                return insert_row(thread, using), False, True
+        except IntegrityError:
+            # A concurrent admission created the thread first (this INSERT waited until that
+            # one committed): this run joins the thread as a run on an existing one does.
+            thread = fetch_instance(Thread, lock_sql, params, using)
+            if thread is None:  # deleted again in between
+                raise conflict("The thread was created and deleted concurrently; retry.") from None
+    # Asked only now that the lock is held: Postgres (READ COMMITTED) evaluates a statement
+    # that waited for a row lock against the other tables as they were when it started, so
+    # an EXISTS in the locking statement would miss the run of the admission it waited for.
+    with connection.cursor() as cursor:
+        cursor.execute(in_flight_sql, params)
+        return thread, bool(cursor.fetchone()[0]), False
 
 
 @cache

@@ -137,6 +137,25 @@ async def test_if_not_exists(client) -> None:
     assert thread["metadata"]["graph_id"] == "echo"
 
 
+async def test_concurrent_runs_may_all_create_the_same_thread(client) -> None:
+    """The first admission creates the thread; the others find it and queue behind its run."""
+    missing = str(uuid.uuid4())
+    runs = await asyncio.gather(
+        *(
+            client.runs.create(missing, "echo", input={"items": [str(i)]}, if_not_exists="create")
+            for i in range(8)
+        )
+    )
+    assert len({run["thread_id"] for run in runs}) == 1
+    for run in runs:
+        await client.runs.join(missing, run["run_id"])
+    statuses = [r["status"] for r in await client.runs.list(missing, limit=20)]
+    assert statuses == ["success"] * 8
+    history = await client.threads.get_history(missing, limit=100)
+    inputs = {h["metadata"].get("run_id") for h in history if h["metadata"].get("source") == "input"}
+    assert inputs == {run["run_id"] for run in runs}
+
+
 async def test_cancel_interrupt_and_rollback(client) -> None:
     thread = await client.threads.create()
     tid = thread["thread_id"]
