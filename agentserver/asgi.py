@@ -10,6 +10,7 @@ send no ``Origin`` (the SDK, servers) carry no ambient browser credentials and p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,10 +20,14 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import OriginValidator
 from django.core import signals
-from django.core.handlers.asgi import ASGIHandler
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.db import close_old_connections, reset_queries
 from django.http import FileResponse, HttpRequest
 from django.http.response import HttpResponseBase
+from django.urls import set_script_prefix
+
+from agentserver.streaming import StreamingResponse
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentserver.settings")
 django.setup(set_prefix=False)
@@ -64,11 +69,64 @@ class PooledThreadASGIHandler(ASGIHandler):
         # its view ran: the view's cleanup (request_finished) queues behind it on this thread.
         self._return(executor)
 
+    async def handle(self, scope: dict, receive: Any, send: Any) -> None:
+        """Django's ``handle``, less what a response that is closed with its view needs.
+
+        Such a response (see ``finish_with_view``) is closed in the view's hop, which ends
+        the request there (``request_finished``: the thread's connections go back before
+        anything is sent): no hop to the thread after sending. A plain response is then just
+        sent: the task that listens for the client's disconnect has nothing to cancel.
+        Other responses (files, the admin's) take Django's path.
+        """
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        await signals.request_started.asend(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            await sync_to_async(error_response.close)()
+            return
+        try:
+            try:
+                response = await self.run_get_response(request)
+            except asyncio.CancelledError:
+                await signals.request_finished.asend(sender=self.__class__)
+                raise
+            if not response.streaming:
+                await self.send_response(response, send)
+            else:
+                await self._stream(response, receive, send)
+            if not response.closed:
+                await sync_to_async(response.close)()
+        finally:
+            body_file.close()
+
+    async def _stream(self, response: HttpResponseBase, receive: Any, send: Any) -> None:
+        """Send a streaming response until it ends or the client leaves, as Django does."""
+        listener = asyncio.create_task(self.listen_for_disconnect(receive))
+        sender = asyncio.create_task(self.send_response(response, send))
+        await asyncio.wait((listener, sender), return_when=asyncio.FIRST_COMPLETED)
+        for task in (listener, sender):
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RequestAborted):
+                await task
+
     async def run_get_response(self, request: HttpRequest) -> HttpResponseBase:
-        response = await sync_to_async(self.get_response, thread_sensitive=True)(request)
-        response._handler_class = self.__class__
+        response = await sync_to_async(self._get_response_and_finish, thread_sensitive=True)(request)
         if isinstance(response, FileResponse):
             response.block_size = self.chunk_size  # as Django's: the server chunks files
+        return response
+
+    def _get_response_and_finish(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        response._handler_class = self.__class__
+        if finish_with_view(response):
+            response.close()
         return response
 
     def _return(self, executor: ThreadPoolExecutor) -> None:
@@ -83,6 +141,13 @@ class PooledThreadASGIHandler(ASGIHandler):
         loop = asyncio.get_running_loop()
         barrier = executor.submit(int)
         barrier.add_done_callback(lambda _: loop.call_soon_threadsafe(self._return, executor))
+
+
+def finish_with_view(response: HttpResponseBase) -> bool:
+    """Whether the request may end as its view returns: a plain response holds its content
+    already, and ours of an async body closes that body itself (closing it here closes
+    nothing the body needs; its ``close`` only ends the request)."""
+    return not response.streaming or isinstance(response, StreamingResponse)
 
 
 def clean_up_when_requests_end() -> None:
