@@ -10,7 +10,6 @@ send no ``Origin`` (the SDK, servers) carry no ambient browser credentials and p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -27,7 +26,7 @@ from django.http import FileResponse, HttpRequest
 from django.http.response import HttpResponseBase
 from django.urls import set_script_prefix
 
-from agentserver.streaming import StreamingResponse
+from agentserver.streaming import StreamingResponse, send_until_disconnect
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentserver.settings")
 django.setup(set_prefix=False)
@@ -99,22 +98,11 @@ class PooledThreadASGIHandler(ASGIHandler):
             if not response.streaming:
                 await self.send_response(response, send)
             else:
-                await self._stream(response, receive, send)
+                await send_until_disconnect(self.send_response, response, receive, send)
             if not response.closed:
                 await sync_to_async(response.close)()
         finally:
             body_file.close()
-
-    async def _stream(self, response: HttpResponseBase, receive: Any, send: Any) -> None:
-        """Send a streaming response until it ends or the client leaves, as Django does."""
-        listener = asyncio.create_task(self.listen_for_disconnect(receive))
-        sender = asyncio.create_task(self.send_response(response, send))
-        await asyncio.wait((listener, sender), return_when=asyncio.FIRST_COMPLETED)
-        for task in (listener, sender):
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RequestAborted):
-                await task
 
     async def run_get_response(self, request: HttpRequest) -> HttpResponseBase:
         response = await sync_to_async(self._get_response_and_finish, thread_sensitive=True)(request)

@@ -351,7 +351,10 @@ class MemoryEventBus(EventBus):
                 yield entry
             if future is not None:
                 try:
-                    await asyncio.wait_for(future, keepalive)
+                    # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that
+                    # arrives as the event does, and a reader whose client left would go on.
+                    async with asyncio.timeout(keepalive):
+                        await future
                 except TimeoutError:
                     yield HEARTBEAT
 

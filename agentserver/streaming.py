@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from django.core.exceptions import RequestAborted
 from django.http import StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 
 class StreamingResponse(StreamingHttpResponse):
@@ -15,16 +18,56 @@ class StreamingResponse(StreamingHttpResponse):
     Django closes only its own wrapper generators; the body would stay suspended until
     garbage collection ran its ``finally``, so a run streamed with ``on_disconnect=cancel``
     could finish before it was cancelled. (A client that leaves while the body awaits an
-    event cancels it there, and its ``finally`` runs at once either way.)
+    event cancels it there, and its ``finally`` runs at once either way; see ``abandon``.)
     """
 
     def __init__(self, body: AsyncGenerator[bytes, None], *args: Any, **kwargs: Any) -> None:
         super().__init__(body, *args, **kwargs)
         self._body = body
+        self._abandoned = False
+
+    def abandon(self) -> None:
+        """The client left: the body ends at its next chunk, if the cancellation of its
+        sending is lost. Python 3.11's ``asyncio.wait_for`` (redis-py awaits each command's
+        send with it) returns the awaited result instead of raising when its task is
+        cancelled as that result arrives, and the body would go on to the run's end."""
+        self._abandoned = True
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for part in super().__aiter__():
+                if self._abandoned:
+                    return
                 yield part
         finally:
             await self._body.aclose()
+
+
+async def send_until_disconnect(
+    send_response: Callable[[HttpResponseBase, Any], Awaitable[None]],
+    response: HttpResponseBase, receive: Any, send: Any,
+) -> None:
+    """Send a streaming response (with ``send_response``, Django's ASGI handler's) until it
+    ends or the client leaves, as Django's handler does; ours is also abandoned then."""
+
+    async def client_left() -> None:
+        message = await receive()
+        if message["type"] != "http.disconnect":
+            raise AssertionError(f"Invalid ASGI message after request body: {message['type']}")
+        raise RequestAborted()
+
+    listener = asyncio.create_task(client_left())
+    sender = asyncio.create_task(send_response(response, send))
+    await asyncio.wait((listener, sender), return_when=asyncio.FIRST_COMPLETED)
+    if listener.done() and isinstance(response, StreamingResponse):
+        response.abandon()
+    for task in (listener, sender):
+        if not task.done():
+            task.cancel()
+        try:
+            await task
+        except RequestAborted:
+            pass
+        except asyncio.CancelledError:
+            if not task.cancelled():  # this one was cancelled, not the task it awaited
+                raise

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 
 import pytest
+from django.core.handlers.asgi import ASGIHandler
 from langgraph_sdk import get_client
 
-from agentserver.streaming import StreamingResponse
+from agentserver.streaming import StreamingResponse, send_until_disconnect
 from tests.live import LiveServer
 
 NODES = [f"n{i}" for i in range(10)]
@@ -194,4 +196,41 @@ async def test_a_streamed_body_the_server_stops_sending_is_closed_at_once() -> N
     async with aclosing(aiter(response)) as content:
         async for _ in content:
             break  # the send of the first chunk failed
+    assert closed == ["closed"]
+
+
+async def test_a_stream_whose_body_absorbs_the_cancel_ends_at_its_next_chunk() -> None:
+    """Python 3.11's ``asyncio.wait_for`` (redis-py awaits each command's send with it)
+    swallows a cancellation that arrives as the awaited result does. When the client leaves,
+    the handler cancels the sending of the body; if that cancellation is lost, the stream
+    must still end at the body's next chunk, so its ``finally`` (where ``on_disconnect=cancel``
+    cancels the run) runs then, not when the run ends."""
+    closed: list[str] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"first"
+            with contextlib.suppress(asyncio.CancelledError):  # the lost cancellation
+                await asyncio.sleep(30)
+            yield b"second"
+            closed.append("went on")
+            await asyncio.sleep(30)
+            yield b"third"
+        finally:
+            closed.append("closed")
+
+    client_left = asyncio.Event()
+    bodies: list[bytes] = []
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append(message.get("body", b""))
+            client_left.set()
+
+    async def receive() -> dict:
+        await client_left.wait()
+        return {"type": "http.disconnect"}
+
+    streaming = send_until_disconnect(ASGIHandler().send_response, StreamingResponse(body()), receive, send)
+    await asyncio.wait_for(streaming, 10)
     assert closed == ["closed"]
