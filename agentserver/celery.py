@@ -18,9 +18,12 @@ app.steps["worker"].add("runs.feeder:RunFeeder")
 
 @worker_init.connect
 def _load_graphs(**kwargs: object) -> None:
-    """Import the configured graphs when a worker starts: a broken graph fails fast."""
+    """Import the configured graphs when a worker starts: a broken graph fails fast. And
+    listen for cancel signals before the first run is claimed."""
+    from agentserver.events import get_event_bus
     from agentserver.graphs import get_registry
     from agentserver.startup import freeze_startup_objects
 
     get_registry()
+    get_event_bus().listen_for_cancels()
     freeze_startup_objects()

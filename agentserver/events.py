@@ -20,6 +20,7 @@ Writers (the executor) are synchronous; readers (SSE, ``/wait``) are async.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections import deque
@@ -250,6 +251,11 @@ class EventBus:
         """Listen for the run's cancel signal (call from the executor's event loop)."""
         raise NotImplementedError
 
+    def listen_for_cancels(self) -> None:
+        """Start receiving this process's cancel signals before its first run: a signal sent
+        before the process listens is lost, and a run cancelled right after its claim would
+        then stop only at its lease's next heartbeat."""
+
 
 # ---------------------------------------------------------------------------- memory
 
@@ -382,7 +388,7 @@ class _RedisCancelListener:
     PATTERN = f"{KEY_PREFIX}cancel:*"
 
     def __init__(self, url: str, router: CancelRouter) -> None:
-        self.url, self.router = url, router
+        self.url, self.router, self.pid = url, router, os.getpid()
         self.pubsub = self._subscribe()  # before returning: later signals are not missed
         threading.Thread(target=self._listen, name="agentserver-cancels", daemon=True).start()
 
@@ -492,10 +498,14 @@ class RedisEventBus(EventBus):
         self.client.publish(f"{KEY_PREFIX}cancel:{run_id}", action)
 
     def watch_cancel(self, run_id: str) -> CancelWatch:
-        with self._listener_lock:
-            if self._listener is None:
-                self._listener = _RedisCancelListener(self.url, self.cancels)
+        self.listen_for_cancels()
         return self.cancels.watch(run_id)
+
+    def listen_for_cancels(self) -> None:
+        with self._listener_lock:
+            # Again in a forked child: its parent's listener thread did not come along.
+            if self._listener is None or self._listener.pid != os.getpid():
+                self._listener = _RedisCancelListener(self.url, self.cancels)
 
 
 @cache
