@@ -1,4 +1,5 @@
-"""Streaming responses whose async body is closed as soon as the server stops sending it."""
+"""Streaming responses whose async body is closed as soon as the server stops sending it,
+and their sending until the client leaves."""
 
 from __future__ import annotations
 
