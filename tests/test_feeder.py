@@ -1,4 +1,5 @@
-"""How Celery workers take runs off the queue of ready runs (``runs.feeder``).
+"""How Celery workers take runs off the queue of ready runs (``runs.feeder``), and listen
+for their cancel signals.
 
 The recovery sweep is pushed out of reach (PENDING_REDISPATCH_SECONDS) so that a run can
 only start because the queue still held it: a run lost by a worker would never start here.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import psycopg
@@ -15,6 +17,7 @@ import pytest
 import redis
 from langgraph_sdk import get_client
 
+from agentserver.events import KEY_PREFIX
 from tests.live import LiveServer, wait_for
 
 NO_SWEEP_RESCUE = {"AGENTSERVER_PENDING_REDISPATCH_SECONDS": "600"}
@@ -85,3 +88,17 @@ async def test_a_worker_whose_redis_connection_drops_goes_on_taking_runs(cluster
     thread = await sdk.threads.create()
     result = await asyncio.wait_for(sdk.runs.wait(thread["thread_id"], "echo", input={"items": ["after"]}), 30)
     assert result == {"items": ["after", "echo:after"]}
+
+
+
+async def test_a_new_worker_listens_for_cancel_signals_before_its_first_run(cluster: LiveServer) -> None:
+    """A run cancelled right after a new worker claimed it must get the signal: the worker is
+    subscribed from its start, not from its first run (the signal would be lost, and the run
+    would go on until its lease's heartbeat)."""
+    admin = redis.Redis.from_url(cluster.redis_url)
+    channel = f"{KEY_PREFIX}cancel:{uuid.uuid4()}"  # no run: nothing is cancelled
+    # PUBLISH answers how many subscribers got the message (pub/sub spans every database,
+    # so the other live servers' workers count too).
+    before = admin.publish(channel, "interrupt")
+    cluster.start_worker(concurrency=1)
+    await wait_for(lambda: admin.publish(channel, "interrupt") == before + 1)
