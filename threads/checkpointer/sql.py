@@ -5,7 +5,7 @@ and compiling a query cost more than the database does for these small statement
 statements use the models' table and column names and ``INSERT ... ON CONFLICT``, which
 Postgres and SQLite (3.24+) share. On Postgres they go through a server-binding cursor
 (bytes travel as binary, not hex-escaped in the query text) and, several at once, in
-one pipeline: with ``transaction.PipelinedTransaction``, a single round trip for a
+one pipeline: in a ``transaction.write_transaction``, a single round trip for a
 whole write transaction.
 """
 
