@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import threading
 import time
 from collections import deque
@@ -382,6 +383,50 @@ class MemoryEventBus(EventBus):
 # ----------------------------------------------------------------------------- redis
 
 
+class CommandSender:
+    """Sends batches of commands in one round trip, on connections of its own.
+
+    For the executor's event appends, a run's hottest Redis calls: a redis-py pipeline
+    checks a connection out of its pool and back (with a lock, a pid check and usage
+    metrics), wraps the call in retry and deprecation layers, and builds a pipeline object,
+    which together cost more CPU than the round trip. Here a thread takes an idle connection
+    from a queue (or opens one; there are as many as threads appending at once) and puts it
+    back. A batch that fails is retried once on a fresh connection: a connection that
+    Redis closed while idle fails on first use.
+    """
+
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        self.connection_class, self.connection_kwargs = pool.connection_class, pool.connection_kwargs
+        self.pid = os.getpid()
+        self.idle: queue.SimpleQueue[redis.Connection] = queue.SimpleQueue()
+
+    def send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """The replies to ``commands``, in order; an error reply raises ``ResponseError``
+        (and the connection, with replies left unread on it, is closed)."""
+        if os.getpid() != self.pid:  # forked: the parent's connections are not ours
+            self.pid, self.idle = os.getpid(), queue.SimpleQueue()
+        try:
+            connection = self.idle.get_nowait()
+        except queue.Empty:
+            connection = self.connection_class(**self.connection_kwargs)
+        try:
+            try:
+                replies = self._round_trip(connection, commands)
+            except (redis.ConnectionError, redis.TimeoutError):
+                connection.disconnect()
+                replies = self._round_trip(connection, commands)  # on a new connection
+        except BaseException:
+            connection.disconnect()  # replies may be left unread on it
+            raise
+        self.idle.put(connection)
+        return replies
+
+    @staticmethod
+    def _round_trip(connection: redis.Connection, commands: list[tuple[Any, ...]]) -> list[Any]:
+        connection.send_packed_command(connection.pack_commands(commands))
+        return [connection.read_response() for _ in commands]
+
+
 class _RedisCancelListener:
     """One pub/sub connection per process, for the cancel signals of all its runs."""
 
@@ -418,6 +463,7 @@ class RedisEventBus(EventBus):
     def __init__(self, url: str) -> None:
         self.url = url
         self.client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT, max_connections=MAX_CONNECTIONS)
+        self.sender = CommandSender(self.client.connection_pool)
         # One async client per event loop: redis.asyncio connections are bound to a loop.
         self._async_clients: dict[asyncio.AbstractEventLoop, aredis.Redis] = {}
         self.cancels = CancelRouter()
@@ -437,20 +483,20 @@ class RedisEventBus(EventBus):
         outcome: tuple[str, bytes] | None = None,
     ) -> list[str]:
         maxlen = server_settings.STREAM_MAXLEN
-        pipe = self.client.pipeline(transaction=False)
+        ttl = server_settings.STREAM_TTL_SECONDS
+        commands: list[tuple[Any, ...]] = []
         for name, event, data, run_id in entries:
-            fields = {"e": event, "d": data, **({"r": run_id} if run_id else {})}
-            pipe.xadd(KEY_PREFIX + name, fields, maxlen=maxlen, approximate=True)
-        for name in expire:
-            pipe.expire(KEY_PREFIX + name, server_settings.STREAM_TTL_SECONDS)
+            fields = ("e", event, "d", data, *(("r", run_id) if run_id else ()))
+            commands.append(("XADD", KEY_PREFIX + name, "MAXLEN", "~", maxlen, "*", *fields))
+        commands += [("EXPIRE", KEY_PREFIX + name, ttl) for name in expire]
         if outcome is not None:
             # A one-item list, not a stream: a stream costs ~4.4 KB of Redis memory even
             # with one entry, a list ~0.25 KB, for as long as the run's events are retained.
             run_id, data = outcome
-            pipe.lpush(KEY_PREFIX + run_end(run_id), data)
-            pipe.expire(KEY_PREFIX + run_end(run_id), server_settings.STREAM_TTL_SECONDS)
-        results = pipe.execute()
-        return [entry_id.decode() for entry_id in results[: len(entries)]]
+            key = KEY_PREFIX + run_end(run_id)
+            commands += [("LPUSH", key, data), ("EXPIRE", key, ttl)]
+        replies = self.sender.send(commands)
+        return [entry_id.decode() for entry_id in replies[: len(entries)]]
 
     @staticmethod
     def _event(entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
