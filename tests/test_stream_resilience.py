@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 
 import pytest
+import redis
 from django.core.handlers.asgi import ASGIHandler
 from langgraph_sdk import get_client
 
@@ -177,6 +178,28 @@ async def test_more_waiting_clients_than_a_redis_pool_holds_all_get_their_output
 
         results = await asyncio.gather(*(wait(i) for i in range(150)))
     assert results == [{"items": [str(i), f"echo:{i}"]} for i in range(150)]
+
+
+async def test_events_still_arrive_after_redis_dropped_the_connections_that_publish_them(
+    prod_server: LiveServer,
+) -> None:
+    """Redis may close idle connections (a restart, its ``timeout``, a proxy): the appends of
+    the web process (a run's first event) and of the worker reconnect, and lose nothing."""
+    admin = redis.Redis.from_url(prod_server.redis_url)
+
+    def appenders() -> list[int]:
+        db = str(prod_server.redis_db)
+        return [c["id"] for c in admin.client_list() if c["db"] == db and c.get("cmd") in {"xadd", "expire", "lpush"}]
+
+    async with get_client(url=prod_server.url, api_key=None) as client:
+        await client.runs.wait(None, "echo", input={"items": ["warm"]})
+        dropped = appenders()
+        assert dropped
+        for client_id in dropped:
+            admin.client_kill_filter(_id=client_id)
+        parts = [part async for part in client.runs.stream(None, "echo", input={"items": ["after"]})]
+    assert [part.event for part in parts] == ["metadata", "values", "values"]
+    assert parts[-1].data == {"items": ["after", "echo:after"]}
 
 
 async def test_a_streamed_body_the_server_stops_sending_is_closed_at_once() -> None:
