@@ -386,7 +386,8 @@ class MemoryEventBus(EventBus):
 class CommandSender:
     """Sends batches of commands in one round trip, on connections of its own.
 
-    For the executor's event appends, a run's hottest Redis calls: a redis-py pipeline
+    For a run's hottest Redis calls (event appends; the push onto the ready queue in
+    ``runs.dispatch``): a redis-py pipeline
     checks a connection out of its pool and back (with a lock, a pid check and usage
     metrics), wraps the call in retry and deprecation layers, and builds a pipeline object,
     which together cost more CPU than the round trip. Here a thread takes an idle connection

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from agentserver.conf import server_settings
-from agentserver.events import KEY_PREFIX
+from agentserver.events import KEY_PREFIX, CommandSender
 from runs import webhooks
 from runs.executor import execute_run
 
@@ -41,10 +41,10 @@ def _pool(size: int) -> ThreadPoolExecutor:
 
 
 @lru_cache(maxsize=1)
-def _redis(url: str) -> redis.Redis:
+def _sender(url: str) -> CommandSender:
     # A Redis that stops answering fails the push (the sweep sends the run later) instead
     # of holding the request's thread for good.
-    return redis.Redis.from_url(url, socket_timeout=PUSH_TIMEOUT_SECONDS)
+    return CommandSender(redis.ConnectionPool.from_url(url, socket_timeout=PUSH_TIMEOUT_SECONDS))
 
 
 def run_logged(function: Any, *args: Any) -> None:
@@ -67,7 +67,7 @@ def dispatch_run(run_id: str, *, delay: float = 0) -> None:
         if delay > 0:
             current_app.send_task(EXECUTE_TASK, args=[str(run_id)], countdown=delay)
         else:
-            _redis(settings.REDIS_URL).lpush(READY_QUEUE, str(run_id))
+            _sender(settings.REDIS_URL).send([("LPUSH", READY_QUEUE, str(run_id))])
     elif delay > 0:
         timer = threading.Timer(delay, _in_pool, args=(execute_and_follow_up, str(run_id)))
         timer.daemon = True
