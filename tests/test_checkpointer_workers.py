@@ -1,7 +1,7 @@
 """The worker threads behind DjangoCheckpointSaver's async methods.
 
-A worker keeps its database connection while jobs are queued and hands it back as soon
-as it would wait, so idle threads hold none; errors reach the awaiting caller.
+A worker keeps its database connection from job to job and hands it back once no job has
+come for a moment, so idle threads hold none; errors reach the awaiting caller.
 """
 
 from __future__ import annotations

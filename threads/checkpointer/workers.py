@@ -2,12 +2,11 @@
 
 Not ``sync_to_async(thread_sensitive=True)``, which would queue every run of a worker
 behind one thread, and not a ``ThreadPoolExecutor`` around a per-call connection check:
-a thread here keeps its database connections while jobs are queued and hands them back
-(``close_old_connections``: to the pool, or closed, as Django does after a request) as
-soon as none is, before the last job's caller resumes (so the two threads don't contend
-for the GIL), or before it waits if another thread took the job it saw queued. An idle
-thread holds no connection, and a busy one pays neither a pool checkout nor a health
-check per call.
+a thread here keeps its database connections from job to job and hands them back
+(``close_old_connections``: to the pool, or closed, as Django does after a request) once
+no job has come for ``HOLD_SECONDS``, or after a job failed. An idle thread holds no
+connection, and a busy one (a run's writes come a few milliseconds apart) pays neither a
+pool checkout nor a health check per call.
 """
 
 from __future__ import annotations
@@ -23,6 +22,9 @@ from django.db import close_old_connections
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+# How long a thread keeps its connections with no job to run: longer than the gaps between
+# one run's checkpoint writes, short enough that an idle process soon holds none.
+HOLD_SECONDS = 0.05
 # (loop, future, fn, args); a submitted job has no loop and no future.
 Job = tuple["asyncio.AbstractEventLoop | None", "asyncio.Future[Any] | None", Callable[..., Any], tuple[Any, ...]]
 
@@ -66,12 +68,12 @@ class Workers:
         holding = False  # whether this thread may hold a connection
         while True:
             try:
-                job = self._jobs.get_nowait()
+                job = self._jobs.get(timeout=HOLD_SECONDS) if holding else self._jobs.get()
             except queue.Empty:
-                if holding:
-                    release_connections()  # about to wait: no connection stays checked out
-                job = self._jobs.get()
-            holding = _run(*job, idle=self._jobs.empty)
+                release_connections()  # idle: no connection stays checked out
+                holding = False
+                continue
+            holding = _run(*job)
             self._idle.release()
 
 
@@ -80,8 +82,6 @@ def _run(
     future: asyncio.Future[Any] | None,
     fn: Callable[..., Any],
     args: tuple,
-    *,
-    idle: Callable[[], bool],
 ) -> bool:
     """Run one job and hand over its outcome (a submitted job, without a future, hands over
     its own); whether the thread may still hold a connection."""
@@ -94,10 +94,8 @@ def _run(
         error = RuntimeError(exc) if isinstance(exc, StopIteration) else exc
         if future is None:
             logger.exception("checkpointer worker: a submitted job failed")
-    # With no job queued, hand the connection back now, before the caller resumes: the
-    # caller's thread then runs without contention for the GIL. After an error, check
-    # the connection before the next job uses it.
-    holding = error is None and not idle()
+    # After an error, check the connection before the next job uses it.
+    holding = error is None
     if not holding:
         release_connections()
     if loop is not None and future is not None:
