@@ -387,13 +387,13 @@ class CommandSender:
     """Sends batches of commands in one round trip, on connections of its own.
 
     For a run's hottest Redis calls (event appends; the push onto the ready queue in
-    ``runs.dispatch``): a redis-py pipeline
-    checks a connection out of its pool and back (with a lock, a pid check and usage
-    metrics), wraps the call in retry and deprecation layers, and builds a pipeline object,
-    which together cost more CPU than the round trip. Here a thread takes an idle connection
-    from a queue (or opens one; there are as many as threads appending at once) and puts it
-    back. A batch that fails is retried once on a fresh connection: a connection that
-    Redis closed while idle fails on first use.
+    ``runs.dispatch``): a redis-py pipeline checks a connection out of its pool and back
+    (with a lock, a pid check and usage metrics), wraps the call in retry and deprecation
+    layers, and builds a pipeline object, which together cost more CPU than the round trip.
+    Here a thread takes an idle connection from a queue (or opens one; there are as many as
+    threads appending at once) and puts it back. A batch that fails to connect or times out
+    is sent again once on a fresh connection, as redis-py retries: a connection that Redis
+    closed while idle fails on first use.
     """
 
     def __init__(self, pool: redis.ConnectionPool) -> None:

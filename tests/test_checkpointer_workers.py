@@ -58,6 +58,19 @@ async def test_busy_worker_keeps_its_connection_between_queued_jobs(alias: str) 
     assert sum(len(ids) for ids in drivers.values()) < len(results)  # and reused connections
 
 
+async def test_worker_keeps_its_connection_between_jobs_a_few_milliseconds_apart(alias: str) -> None:
+    """A run's checkpoint writes come one at a time, milliseconds apart: no checkout each."""
+    workers = Workers(1, "hold-test")
+    drivers = []  # kept alive: a new connection cannot reuse an id
+
+    for _ in range(5):
+        _, _, driver = await workers.run(query, alias)
+        drivers.append(driver)
+        await asyncio.sleep(0.005)
+
+    assert len({id(driver) for driver in drivers}) == 1
+
+
 async def test_worker_error_reaches_the_caller_and_the_worker_goes_on(alias: str) -> None:
     workers = Workers(1, "error-test")
 
