@@ -253,9 +253,12 @@ class Attempt:
     async def _run_graph(self) -> None:
         config = self.kwargs.get("config") or {}
         loaded = get_registry().get(config.get("configurable", {}).get("graph_id"))
+        # Subgraphs' chunks only when asked for: LangGraph then drops them itself (as the
+        # translator would), and a run costs ~0.1 ms less of its CPU.
+        subgraphs = self.translator.subgraphs
         options: dict[str, Any] = {
             "stream_mode": langgraph_modes(self.requested),
-            "subgraphs": True,
+            "subgraphs": subgraphs,
             "interrupt_before": self.kwargs.get("interrupt_before"),
             "interrupt_after": self.kwargs.get("interrupt_after"),
         }
@@ -268,7 +271,8 @@ class Attempt:
                 chunks = self._chunks_and_events(graph, config, options)
             else:
                 chunks = graph.astream(graph_input(self.kwargs), config, **options)
-            async for namespace, mode, chunk in chunks:
+            async for item in chunks:
+                namespace, mode, chunk = item if subgraphs else ((), *item)
                 if not namespace:
                     if mode == "values":
                         self.last_values = chunk
