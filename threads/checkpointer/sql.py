@@ -155,8 +155,8 @@ def _marks(values: Sequence[Any] | set[Any]) -> str:
 
 
 def execute(using: str, statements: Sequence[Statement]) -> None:
-    """Run ``statements`` in order: queued in the block's pipeline inside a
-    ``PipelinedTransaction``, else pipelined together on Postgres."""
+    """Run ``statements`` in order: queued in the pipeline of the open write transaction
+    (``transaction.write_transaction``), else pipelined together on Postgres."""
     connection = connections[using]
     if (tx := transaction.active(connection)) is not None:
         tx.queue(statements, _cursor(connection))

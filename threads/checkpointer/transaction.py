@@ -25,7 +25,7 @@ def write_transaction(using: str, *, guarded: bool) -> AbstractContextManager[An
     if connection.vendor == "postgresql" and pipeline_supported():
         if not guarded and not connection.in_atomic_block:
             return ImplicitTransaction(connection)
-        return PipelinedTransaction(connection, guarded=guarded)
+        return PipelinedTransaction(connection)
     return transaction.atomic(using=using)
 
 
@@ -42,32 +42,32 @@ def pipeline_supported() -> bool:
 
 
 class PipelinedTransaction:
-    """Django's ``atomic``, whose BEGIN and COMMIT travel with the statements.
+    """Django's ``atomic``, whose BEGIN and COMMIT travel with the statements: for writes
+    that share their transaction with other statements (a subclass's guard).
 
     psycopg, outside autocommit, sends BEGIN by itself before a transaction's first
     statement and waits for it, in pipeline mode too, and COMMIT is one more wait: three
     round trips, and as many commands, for a ``put`` whose writes need one. So, for an
-    outermost block:
+    outermost block (a nested one is Django's ``atomic`` alone, and the writes in it are
+    pipelined among themselves):
 
     1. ``atomic`` is entered as usual (Django's bookkeeping: nested blocks, ``on_commit``,
        rollback on error), then the psycopg connection is put in autocommit, so that
        psycopg sends no BEGIN of its own.
-    2. The saver's writes (``queue``) open a pipeline and stay queued there. Unguarded
-       (only the saver's writes run in the block), they need no BEGIN: statements up to a
-       pipeline's sync are one implicit transaction, all committed or none, as in
-       langgraph-checkpoint-postgres. Guarded, our BEGIN goes ahead of the block's first
-       statement: with the writes, or pipelined with any other statement (a subclass's
-       guard), which is then synced so that its results are complete when it returns; a
-       statement arriving while writes are queued is synced likewise.
-    3. On success COMMIT (if we sent BEGIN) joins the pipeline, which is synced once: the
-       only wait of an unguarded ``put``. A write's error surfaces there, as Django's.
+    2. The saver's writes (``queue``) open a pipeline and stay queued there. Our BEGIN goes
+       ahead of the block's first statement: with the writes, or pipelined with any other
+       statement (the guard), which is then synced so that its results are complete when
+       it returns; a statement arriving while writes are queued is synced likewise.
+    3. On success COMMIT joins the pipeline, which is synced once. A write's error surfaces
+       there, as Django's.
     4. ``atomic`` exits: its commit finds the transaction closed; after an error, its
-       rollback ends ours (the failed pipeline has already rolled back an implicit one).
+       rollback ends ours.
+
+    The saver's writes alone need none of this: see ``ImplicitTransaction``.
     """
 
-    def __init__(self, connection: BaseDatabaseWrapper, *, guarded: bool) -> None:
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
-        self.guarded = guarded
         self.atomic = transaction.atomic(using=connection.alias)
         self.outermost = self.begun = self.own = False
         self.pipeline: Any = None  # psycopg.Pipeline while writes are queued
@@ -105,7 +105,7 @@ class PipelinedTransaction:
         """Send ``statements`` on ``cursor`` (of this connection) without waiting for them."""
         if self.pipeline is None:
             self.pipeline = self.stack.enter_context(self.connection.connection.pipeline())
-        if self.guarded and not self.begun:
+        if not self.begun:
             cursor.cursor.execute("BEGIN")  # the driver's cursor: not one of "the statements"
             self.begun = True
         self.own = True
@@ -143,8 +143,8 @@ class PipelinedTransaction:
     ) -> None:
         """Leave the block without committing; ``atomic`` then rolls back what is left."""
         if self.pipeline is not None:
-            # Queued, so the sync cannot commit what the block queued (a ROLLBACK also ends
-            # an implicit transaction; an aborted pipeline skips it).
+            # Queued, so the sync cannot commit what the block queued (an aborted pipeline
+            # skips it).
             with contextlib.suppress(Exception):
                 self.connection.connection.execute("ROLLBACK")
         # psycopg keeps an exception of the block over the pipeline's own errors.
@@ -157,10 +157,10 @@ class ImplicitTransaction:
     statements up to the pipeline's sync are one implicit transaction, all committed or none,
     as in langgraph-checkpoint-postgres.
 
-    What ``PipelinedTransaction`` gets the same way, without Django's ``atomic`` around it:
-    with no other statement in the block, no ``on_commit`` and no enclosing block, there is
-    nothing for ``atomic`` to keep track of, and entering and leaving it (with the
-    autocommit switches) cost about a fifth of a run's checkpoint write."""
+    No Django ``atomic`` around it: with no other statement in the block, no ``on_commit``
+    and no enclosing block, there is nothing for ``atomic`` to keep track of, and entering
+    and leaving it (with the autocommit switches) cost about a fifth of a run's checkpoint
+    write."""
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
