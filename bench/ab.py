@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"round {number} (ms of CPU per run; runs/s)")
         for process in [key for key in out["base"] if key not in ("runs_per_s", "errors")]:
             before, after = out["base"][process], out["new"].get(process)
-            if after is None:
+            if after is None or not before:  # an idle process (beat) may use no CPU at all
                 continue
             change = 100 * (after - before) / before
             changes.setdefault(process, []).append(change)
