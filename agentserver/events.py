@@ -39,12 +39,11 @@ from agentserver.conf import server_settings
 
 END_EVENT = "__end__"
 KEY_PREFIX = "agentserver:"
-# Longer than any blocking read we issue (keep-alive intervals, pub/sub waits): redis-py's
-# asyncio client otherwise times out a 5 s XREAD BLOCK at its default of 5 s.
+# How long a reply may take beyond the time a command blocks for.
 SOCKET_TIMEOUT = 60
-# Every reader (a stream, a /wait, a /join) holds a connection in its blocking read, so a web
-# process needs one per client it is serving: redis-py's pools otherwise refuse the 101st
-# ("Too many connections"). Redis itself accepts 10,000 clients by default.
+# redis-py's pools otherwise refuse the 101st connection ("Too many connections"). Readers
+# (a stream, a /wait, a /join) hold one each in their blocking read, on connections of
+# their own (``AsyncCommandSender``): Redis itself accepts 10,000 clients by default.
 MAX_CONNECTIONS = 10_000
 
 
@@ -428,6 +427,46 @@ class CommandSender:
         return [connection.read_response() for _ in commands]
 
 
+class AsyncCommandSender:
+    """``CommandSender`` for an event loop: the readers' commands (a ``/wait``'s ``BLMOVE``,
+    a stream's ``XREAD BLOCK``), on idle connections of its own, one loop's.
+
+    redis-py's asyncio client adds the same layers as its sync one, and more: it sends
+    every command inside ``asyncio.wait_for``, a task of its own per send. Here a read
+    takes an idle connection (or opens one: there are as many as readers blocked at
+    once), sends, reads the reply within ``timeout`` and puts the connection back. Replies
+    come as Redis sends them (RESP3), unparsed. A read that fails to connect or times out is
+    sent again once, on a fresh connection; a cancelled one closes its connection, which
+    has a reply outstanding.
+    """
+
+    def __init__(self, url: str) -> None:
+        # No socket timeout of the connection's own: each read says how long it may block.
+        pool = aredis.ConnectionPool.from_url(url, socket_timeout=None, socket_connect_timeout=SOCKET_TIMEOUT)
+        self.connection_class, self.connection_kwargs = pool.connection_class, pool.connection_kwargs
+        self.idle: list[aredis.Connection] = []
+
+    async def send(self, *command: Any, timeout: float = SOCKET_TIMEOUT) -> Any:
+        """The reply to ``command``; an error reply raises ``ResponseError``."""
+        connection = self.idle.pop() if self.idle else self.connection_class(**self.connection_kwargs)
+        try:
+            try:
+                reply = await self._round_trip(connection, command, timeout)
+            except (redis.ConnectionError, redis.TimeoutError):
+                await connection.disconnect(nowait=True)
+                reply = await self._round_trip(connection, command, timeout)  # on a new connection
+        except BaseException:
+            await connection.disconnect(nowait=True)  # its reply may still come
+            raise
+        self.idle.append(connection)
+        return reply
+
+    @staticmethod
+    async def _round_trip(connection: aredis.Connection, command: tuple[Any, ...], timeout: float) -> Any:
+        await connection.send_packed_command(connection.pack_command(*command), check_health=False)
+        return await connection.read_response(timeout=timeout)
+
+
 class _RedisCancelListener:
     """One pub/sub connection per process, for the cancel signals of all its runs."""
 
@@ -465,19 +504,18 @@ class RedisEventBus(EventBus):
         self.url = url
         self.client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT, max_connections=MAX_CONNECTIONS)
         self.sender = CommandSender(self.client.connection_pool)
-        # One async client per event loop: redis.asyncio connections are bound to a loop.
-        self._async_clients: dict[asyncio.AbstractEventLoop, aredis.Redis] = {}
+        # One async sender per event loop: redis.asyncio connections are bound to a loop.
+        self._async_senders: dict[asyncio.AbstractEventLoop, AsyncCommandSender] = {}
         self.cancels = CancelRouter()
         self._listener: _RedisCancelListener | None = None
         self._listener_lock = threading.Lock()
 
-    def _async(self) -> aredis.Redis:
+    def _async(self) -> AsyncCommandSender:
         loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            client = aredis.Redis.from_url(self.url, socket_timeout=SOCKET_TIMEOUT, max_connections=MAX_CONNECTIONS)
-            self._async_clients[loop] = client
-        return client
+        sender = self._async_senders.get(loop)
+        if sender is None:
+            sender = self._async_senders[loop] = AsyncCommandSender(self.url)
+        return sender
 
     def _append(
         self, entries: list[tuple[str, str, bytes, str | None]], *, expire: list[str],
@@ -500,38 +538,44 @@ class RedisEventBus(EventBus):
         return [entry_id.decode() for entry_id in replies[: len(entries)]]
 
     @staticmethod
-    def _event(entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
+    def _event(entry: list) -> Event:
+        """An event from a stream entry as Redis sends it: ``[id, [field, value, ...]]``."""
+        entry_id, flat = entry
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
         run_id = fields.get(b"r")
         return Event(entry_id.decode(), fields[b"e"].decode(), fields[b"d"], run_id.decode() if run_id else None)
 
     async def _latest(self, name: str) -> Event | None:
         # Not XREAD's "$": entries arriving between two blocking reads would be lost.
-        entries = await self._async().xrevrange(KEY_PREFIX + name, count=1)
-        return self._event(*entries[0]) if entries else None
+        entries = await self._async().send("XREVRANGE", KEY_PREFIX + name, "+", "-", "COUNT", 1)
+        return self._event(entries[0]) if entries else None
 
     async def oldest(self, run_id: str) -> Event | None:
-        entries = await self._async().xrange(KEY_PREFIX + run_stream(run_id), count=1)
-        return self._event(*entries[0]) if entries else None
+        entries = await self._async().send("XRANGE", KEY_PREFIX + run_stream(run_id), "-", "+", "COUNT", 1)
+        return self._event(entries[0]) if entries else None
 
     async def _read(self, name: str, after: str, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
-        client, key = self._async(), KEY_PREFIX + name
+        sender, key = self._async(), KEY_PREFIX + name
         cursor = after
         block_ms = max(1, int(keepalive * 1000))
         while True:
-            response = await client.xread({key: cursor}, block=block_ms, count=500)
+            response = await sender.send(
+                "XREAD", "COUNT", 500, "BLOCK", block_ms, "STREAMS", key, cursor, timeout=keepalive + SOCKET_TIMEOUT
+            )
             if not response:
                 yield HEARTBEAT
                 continue
-            for entry_id, fields in response[0][1]:
-                entry = self._event(entry_id, fields)
-                cursor = entry.id
-                yield entry
+            (entries,) = response.values()  # RESP3: a map of the one stream read to its entries
+            for entry in entries:
+                event = self._event(entry)
+                cursor = event.id
+                yield event
 
     async def _read_end(self, run_id: str, keepalive: float) -> AsyncIterator[Event | Heartbeat]:
         """``BLMOVE`` of the one-item list onto itself: every reader gets the item, and it stays."""
-        client, key = self._async(), KEY_PREFIX + run_end(run_id)
+        sender, key = self._async(), KEY_PREFIX + run_end(run_id)
         while True:
-            data = await client.blmove(key, key, keepalive, "RIGHT", "LEFT")
+            data = await sender.send("BLMOVE", key, key, "RIGHT", "LEFT", keepalive, timeout=keepalive + SOCKET_TIMEOUT)
             if data is None:
                 yield HEARTBEAT
                 continue
