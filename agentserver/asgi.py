@@ -10,6 +10,7 @@ send no ``Origin`` (the SDK, servers) carry no ambient browser credentials and p
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -81,7 +82,8 @@ class PooledThreadASGIHandler(ASGIHandler):
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
-        set_script_prefix(get_script_prefix(scope))
+        if prefix := get_script_prefix(scope):  # none: "/", what django.urls answers unset
+            set_script_prefix(prefix)
         await signals.request_started.asend(sender=self.__class__, scope=scope)
         request, error_response = self.create_request(scope, body_file)
         if request is None:
@@ -103,6 +105,25 @@ class PooledThreadASGIHandler(ASGIHandler):
                 await sync_to_async(response.close)()
         finally:
             body_file.close()
+
+    async def read_body(self, receive: Any) -> Any:
+        """A body that arrives in one message (an API request's JSON) is kept in memory as
+        it is; Django writes every body into a spooled temporary file. Longer ones still go
+        there."""
+        first = await receive()
+        if first["type"] == "http.request" and not first.get("more_body", False):
+            return io.BytesIO(first.get("body", b""))
+        pending = [first]
+
+        async def replayed() -> dict:
+            return pending.pop() if pending else await receive()
+
+        return await super().read_body(replayed)
+
+    async def send_response(self, response: HttpResponseBase, send: Any) -> None:
+        if isinstance(response, StreamingResponse):
+            await response.prepare()
+        await super().send_response(response, send)
 
     async def run_get_response(self, request: HttpRequest) -> HttpResponseBase:
         response = await sync_to_async(self._get_response_and_finish, thread_sensitive=True)(request)

@@ -11,6 +11,9 @@ from django.core.exceptions import RequestAborted
 from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
+# What a JSON body sends while its content is not there yet: whitespace before a JSON value.
+KEEPALIVE = b"\n"
+
 
 class StreamingResponse(StreamingHttpResponse):
     """A ``StreamingHttpResponse`` of an async body, which it closes when the server stops
@@ -26,22 +29,46 @@ class StreamingResponse(StreamingHttpResponse):
         super().__init__(body, *args, **kwargs)
         self._body = body
         self._abandoned = False
+        self._ahead: bytes | None = None  # the body's first part, if ``prepare`` read it
 
     def abandon(self) -> None:
         """The client left: the body ends at its next chunk, if the cancellation of its
-        sending is lost. Python 3.11's ``asyncio.wait_for`` (redis-py awaits each command's
-        send with it) returns the awaited result instead of raising when its task is
-        cancelled as that result arrives, and the body would go on to the run's end."""
+        sending is lost. Python 3.11's ``asyncio.wait_for`` (redis-py's asyncio client sends
+        each command inside it) returns the awaited result instead of raising when its task
+        is cancelled as that result arrives, and the body would go on to the run's end."""
         self._abandoned = True
+
+    async def prepare(self) -> None:
+        """Awaited by the server before it sends the response's start, in the task that sends
+        the body: a subclass may still set headers here."""
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
+            if self._ahead is not None:
+                yield self._ahead
             async for part in super().__aiter__():
                 if self._abandoned:
                     return
                 yield part
         finally:
             await self._body.aclose()
+
+
+class OutputResponse(StreamingResponse):
+    """A body of keep-alive newlines while a run goes on, then the run's output, its last
+    part (``/wait``, ``/join``).
+
+    The output mostly comes before the first keep-alive: it is then sent with a
+    Content-Length, as a plain response (no chunked framing, one write fewer), which
+    ``prepare`` finds out by awaiting the body's first part."""
+
+    async def prepare(self) -> None:
+        try:
+            self._ahead = await anext(self._body)
+        except StopAsyncIteration:
+            return
+        if self._ahead != KEEPALIVE:
+            self["Content-Length"] = str(len(self._ahead))
 
 
 async def send_until_disconnect(

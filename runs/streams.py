@@ -19,6 +19,7 @@ from agentserver.conf import server_settings
 from agentserver.errors import APIError
 from agentserver.events import HEARTBEAT, Event, Heartbeat, get_event_bus, id_key
 from agentserver.renderers import dumps
+from agentserver.streaming import KEEPALIVE
 from runs.models import ACTIVE_RUN_STATUSES, Run
 from runs.services import cancel_runs, run_output
 
@@ -132,7 +133,7 @@ async def output_stream(run_id: str, *, cancel_on_disconnect: bool = False) -> A
     try:
         async for item in _end(run_id):
             if item is None:
-                yield b"\n"
+                yield KEEPALIVE
             elif item.is_end:
                 output = orjson.loads(item.data).get("output")
         finished = True

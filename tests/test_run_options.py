@@ -106,8 +106,32 @@ async def test_wait_sends_keepalive_newlines(server: LiveServer, client) -> None
         )
     assert response.status_code == 200
     assert response.text.startswith("\n")
+    assert response.headers["transfer-encoding"] == "chunked"
     assert response.json()["items"][-1] == "unblocked"
     assert response.headers["location"].endswith("/join")
+
+
+async def test_an_output_ready_before_the_first_keepalive_is_sent_with_its_length(server: LiveServer, client) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        waited = await http.post(f"/threads/{tid}/runs/wait", json={"assistant_id": "echo", "input": {"items": ["w"]}})
+        run_id = waited.headers["content-location"].rsplit("/", 1)[1]
+        joined = await http.get(f"/threads/{tid}/runs/{run_id}/join")
+    for response in (waited, joined):
+        assert response.status_code == 200
+        assert "transfer-encoding" not in response.headers
+        assert int(response.headers["content-length"]) == len(response.content)
+        assert response.json() == {"items": ["w", "echo:w"]}
+
+
+async def test_a_body_that_arrives_in_many_pieces_is_read_whole(server: LiveServer, client) -> None:
+    """The server reads a one-piece body as it is and spools longer ones: both arrive whole."""
+    metadata = {"blob": "x" * 3_000_000}
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+        created = await http.post("/threads", json={"metadata": metadata})
+        assert created.status_code == 200
+        assert (await client.threads.get(created.json()["thread_id"]))["metadata"] == metadata
 
 
 async def test_delete_batch_and_bulk_cancel(server: LiveServer, client) -> None:

@@ -23,7 +23,7 @@ from agentserver.openapi import ANY_JSON, LAST_EVENT_ID, QUERY, SSE, errors, que
 from agentserver.openapi import query_int as int_param
 from agentserver.openapi import query_list as list_param
 from agentserver.params import query_bool, query_int, query_list
-from agentserver.streaming import StreamingResponse
+from agentserver.streaming import OutputResponse, StreamingResponse
 from agentserver.validation import validated
 from runs import services, streams
 from runs.models import Run, RunStatus
@@ -66,9 +66,9 @@ def sse_response(body: AsyncGenerator[bytes, None], *, location: str, content_lo
     return response
 
 
-def output_response(body: AsyncGenerator[bytes, None], *, location: str, content_location: str | None = None) -> StreamingResponse:
+def output_response(body: AsyncGenerator[bytes, None], *, location: str, content_location: str | None = None) -> OutputResponse:
     _release_connection()
-    response = StreamingResponse(body, content_type="application/json")
+    response = OutputResponse(body, content_type="application/json")
     response["Location"] = location
     if content_location:
         response["Content-Location"] = content_location
