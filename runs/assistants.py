@@ -12,7 +12,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Max, QuerySet
 from langgraph.pregel import Pregel
 from pydantic import create_model
@@ -71,7 +71,7 @@ def resolve_assistant(value: Any) -> Assistant:
     Every run reads it, so the statement is written once rather than compiled each time."""
     assistant_id = resolve_assistant_id(value)
     using = Assistant.objects.db
-    params = [db_value("assistant_id", assistant_id, using, Assistant)]
+    params = [db_value("assistant_id", assistant_id, connections[using], Assistant)]
     assistant = fetch_instance(Assistant, _assistant_by_id_sql(), params, using)
     if assistant is None:
         raise not_found(f"Assistant with ID {assistant_id} not found")

@@ -360,14 +360,14 @@ def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread
     fields = {**thread_fields, "updated_at": now}
     idle_status = fields.pop("status")
     connection = connections[using]
-    thread_id = db_value("thread_id", run.thread_id, using, Thread)
-    run_id = db_value("run_id", run.run_id, using)
+    thread_id = db_value("thread_id", run.thread_id, connection, Thread)
+    run_id = db_value("run_id", run.run_id, connection)
     run_params = [
-        status, db_value("output", output, using), db_value("error", error, using),
-        db_value("ended_at", now, using), run_id, db_value("lease_token", run.lease_token, using),
+        status, db_value("output", output, connection), db_value("error", error, connection),
+        db_value("ended_at", now, connection), run_id, db_value("lease_token", run.lease_token, connection),
     ]
     thread_params = [
-        *(db_value(name, value, using, Thread) for name, value in fields.items()),
+        *(db_value(name, value, connection, Thread) for name, value in fields.items()),
         thread_id, run_id, idle_status, thread_id,
     ]
     if connection.vendor == "postgresql":
@@ -434,8 +434,8 @@ def finish_temporary_run(run: Run) -> bool:
     using = Run.objects.db
     connection = connections[using]
     run_sql, thread_sqls = _temporary_finish_sql()
-    thread_id = db_value("thread_id", run.thread_id, using, Thread)
-    run_params = [db_value("run_id", run.run_id, using), db_value("lease_token", run.lease_token, using)]
+    thread_id = db_value("thread_id", run.thread_id, connection, Thread)
+    run_params = [db_value("run_id", run.run_id, connection), db_value("lease_token", run.lease_token, connection)]
     with transaction.atomic(using=using), connection.cursor() as cursor:
         cursor.execute(run_sql, run_params)
         if not cursor.rowcount:

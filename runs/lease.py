@@ -63,14 +63,15 @@ def _claim_sql(vendor: str) -> str:
 def claim_run(run_id: str, using: str = "default") -> Run | None:
     """Take ownership of ``run_id`` for one attempt, or return None (see module docstring)."""
     now = timezone.now()
+    connection = connections[using]
     params = {
-        "token": db_value("lease_token", uuid.uuid4(), using),
-        "expires": db_value("lease_expires_at", now + timedelta(seconds=server_settings.LEASE_SECONDS), using),
-        "now": db_value("created_at", now, using),
-        "run_id": db_value("run_id", uuid.UUID(str(run_id)), using),
+        "token": db_value("lease_token", uuid.uuid4(), connection),
+        "expires": db_value("lease_expires_at", now + timedelta(seconds=server_settings.LEASE_SECONDS), connection),
+        "now": db_value("created_at", now, connection),
+        "run_id": db_value("run_id", uuid.UUID(str(run_id)), connection),
         "max_attempts": server_settings.RUN_MAX_ATTEMPTS,
     }
-    return fetch_instance(Run, _claim_sql(connections[using].vendor), params, using)
+    return fetch_instance(Run, _claim_sql(connection.vendor), params, using)
 
 
 def _renew(run_id: str, token: uuid.UUID, expires: datetime) -> int:
@@ -154,8 +155,9 @@ def _fence_sql(vendor: str) -> str:
 
 
 def _fence(run_id: str, token: uuid.UUID, using: str) -> tuple[str, list]:
-    params = [db_value("run_id", uuid.UUID(str(run_id)), using), db_value("lease_token", token, using)]
-    return _fence_sql(connections[using].vendor), params
+    connection = connections[using]
+    params = [db_value("run_id", uuid.UUID(str(run_id)), connection), db_value("lease_token", token, connection)]
+    return _fence_sql(connection.vendor), params
 
 
 def _is_fence_failure(error: DataError) -> bool:
@@ -169,9 +171,10 @@ class FencedCheckpointSaver(DjangoCheckpointSaver):
         super().__init__(using)
         self.run_id, self.token = run_id, token
         self.guard_in_band = connections[using].vendor == "postgresql"
+        self.fence = _fence(run_id, token, using)  # the same statement for each of the attempt's writes
 
     def write_guard(self) -> tuple[str, list] | None:
-        return _fence(self.run_id, self.token, self.using) if self.guard_in_band else None
+        return self.fence if self.guard_in_band else None
 
     def guarded_writes(self) -> bool:
         return not self.guard_in_band  # in band, the check is one of the writes
@@ -190,5 +193,5 @@ class FencedCheckpointSaver(DjangoCheckpointSaver):
 
     def _holds_lease(self) -> bool:
         with connections[self.using].cursor() as cursor:
-            cursor.execute(*_fence(self.run_id, self.token, self.using))
+            cursor.execute(*self.fence)
             return cursor.fetchone() is not None

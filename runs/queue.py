@@ -24,11 +24,12 @@ def next_queued_run(thread_id: uuid.UUID) -> list[str]:
 
     Plain SQL: it runs after every run, and the ORM would compile it every time."""
     using = Run.objects.db
-    with connections[using].cursor() as cursor:
+    connection = connections[using]
+    with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT run_id FROM {Run._meta.db_table} WHERE thread_id = %s AND status = 'pending' "
             "AND created_at <= %s ORDER BY created_at LIMIT 1",
-            [db_value("thread_id", thread_id, using), db_value("created_at", timezone.now(), using)],
+            [db_value("thread_id", thread_id, connection), db_value("created_at", timezone.now(), connection)],
         )
         row = cursor.fetchone()
     return [str(uuid.UUID(str(row[0])))] if row else []

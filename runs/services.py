@@ -188,7 +188,7 @@ def _lock_thread(
     using = Thread.objects.db
     connection = connections[using]
     lock_sql, in_flight_sql = _admission_sql(connection.vendor)
-    params = [db_value("thread_id", thread_id, using, Thread)]
+    params = [db_value("thread_id", thread_id, connection, Thread)]
     thread = fetch_instance(Thread, lock_sql, params, using)
     if thread is None:
         if data.get("if_not_exists") != "create":

@@ -4,7 +4,8 @@ lookup, the finish and the thread's queue); their rows go through ``agentserver.
 
 from __future__ import annotations
 
-from django.db import connections, models
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from runs.models import ACTIVE_RUN_STATUSES, Run
 
@@ -13,8 +14,8 @@ ACTIVE_STATUSES_SQL = "(" + ", ".join(f"'{status}'" for status in ACTIVE_RUN_STA
 
 
 def db_value(
-    field: str, value: object, using: str = "default", model: type[models.Model] = Run
+    field: str, value: object, connection: BaseDatabaseWrapper, model: type[models.Model] = Run
 ) -> object:
-    """A Python value as the database driver wants it for ``model.field`` (UUIDs are hex text
-    on SQLite)."""
-    return model._meta.get_field(field).get_db_prep_save(value, connections[using])
+    """A Python value as ``connection``'s driver wants it for ``model.field`` (UUIDs are hex
+    text on SQLite). The caller looks the connection up once: it is a thread-local lookup."""
+    return model._meta.get_field(field).get_db_prep_save(value, connection)

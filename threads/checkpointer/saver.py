@@ -63,6 +63,11 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
         self._flushing = False
         self._queue_lock = threading.Lock()
 
+    @functools.cached_property
+    def statements(self) -> sql.Statements:
+        """The SQL of this saver's database, looked up once: every read and write builds on it."""
+        return sql.statements(self.using)
+
     # ------------------------------------------------------------------ reads
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -71,7 +76,7 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
         Three queries: the row, then its blobs and its pending writes (pipelined on Postgres).
         """
         conf = config["configurable"]
-        statement = sql.statements(self.using).latest_checkpoint(
+        statement = self.statements.latest_checkpoint(
             str(conf["thread_id"]), conf.get("checkpoint_ns", ""), get_checkpoint_id(config)
         )
         row = sql.fetch_one(self.using, statement)
@@ -145,7 +150,7 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             ids[(thread_id, ns)].add(checkpoint_id)
             for channel, version in checkpoint.get("channel_versions", {}).items():
                 wanted[(thread_id, ns)].add((channel, str(version)))
-        statements = sql.statements(self.using)
+        statements = self.statements
         blob_rows, write_rows = sql.fetch_all(
             self.using, [statements.blobs(wanted) if wanted else None, statements.writes(ids)]
         )
@@ -239,7 +244,7 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             sql.dump_json({k: v for k, v in checkpoint.items() if k != "channel_values"}),
             sql.dump_metadata(get_serializable_checkpoint_metadata(config, metadata)),
         )
-        statements = sql.statements(self.using)
+        statements = self.statements
         batch = [*statements.inserts(statements.insert_blobs, blobs), (statements.upsert_checkpoint, row)]
         return batch, _config(thread_id, ns, checkpoint["id"])
 
@@ -262,7 +267,7 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
                 special[row[5]] = row  # one row per key: an upsert can't touch a row twice
             else:
                 regular.append(row)
-        statements = sql.statements(self.using)
+        statements = self.statements
         batch = [
             *statements.inserts(statements.insert_writes, regular),
             *statements.inserts(statements.upsert_writes, builtins.list(special.values())),
