@@ -16,7 +16,7 @@ from langgraph.checkpoint.conformance.test_utils import generate_checkpoint, gen
 from runs.executor import finish_run
 from runs.lease import FencedCheckpointSaver, LeaseKeeper, LeaseLost
 from runs.models import Run, RunStatus
-from threads.models import Checkpoint, CheckpointWrite, Thread, ThreadStatus
+from threads.models import Checkpoint, CheckpointBlob, CheckpointWrite, Thread, ThreadStatus
 
 DATABASES = ["default", "sqlite"]
 
@@ -41,9 +41,11 @@ def write_step(saver: FencedCheckpointSaver, thread_id: str) -> None:
     saver.put_writes(saved, [("items", ["b"])], task_id="task-1")
 
 
-def stored(alias: str, thread_id: str) -> tuple[int, int]:
+def stored(alias: str, thread_id: str) -> tuple[int, int, int]:
+    """Checkpoints, blobs and writes of the thread."""
     return (
         Checkpoint.objects.using(alias).filter(thread_id=thread_id).count(),
+        CheckpointBlob.objects.using(alias).filter(thread_id=thread_id).count(),
         CheckpointWrite.objects.using(alias).filter(thread_id=thread_id).count(),
     )
 
@@ -52,7 +54,7 @@ def stored(alias: str, thread_id: str) -> tuple[int, int]:
 def test_the_lease_holder_writes(alias: str) -> None:
     run = running_run(alias)
     write_step(FencedCheckpointSaver(str(run.run_id), run.lease_token, alias), str(run.thread_id))
-    assert stored(alias, str(run.thread_id)) == (1, 1)
+    assert stored(alias, str(run.thread_id)) == (1, 1, 1)
 
 
 @on_both
@@ -62,7 +64,7 @@ def test_an_attempt_whose_lease_was_taken_over_writes_nothing(alias: str) -> Non
     Run.objects.using(alias).filter(pk=run.pk).update(lease_token=uuid.uuid4(), attempt=2)  # a takeover
     with pytest.raises(LeaseLost):
         write_step(stale, str(run.thread_id))
-    assert stored(alias, str(run.thread_id)) == (0, 0)
+    assert stored(alias, str(run.thread_id)) == (0, 0, 0)
 
 
 @on_both
@@ -76,7 +78,7 @@ def test_an_attempt_of_a_finished_run_writes_nothing(alias: str) -> None:
             {"configurable": {"thread_id": str(run.thread_id), "checkpoint_ns": "", "checkpoint_id": "late"}},
             [("items", ["late"])], task_id="task-2",
         )
-    assert stored(alias, str(run.thread_id)) == (1, 1)
+    assert stored(alias, str(run.thread_id)) == (1, 1, 1)
 
 
 @on_both
@@ -97,7 +99,7 @@ def test_concurrent_async_writes_of_an_attempt_whose_lease_was_taken_over_all_fa
         )
 
     assert [type(result) for result in asyncio.run(step())] == [LeaseLost, LeaseLost]
-    assert stored(alias, str(run.thread_id)) == (0, 0)
+    assert stored(alias, str(run.thread_id)) == (0, 0, 0)
 
 
 def finish(run: Run) -> str | None:

@@ -226,8 +226,8 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
         checkpoint: LangGraphCheckpoint,
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
-    ) -> tuple[builtins.list[sql.Statement], RunnableConfig]:
-        """``put``'s statements, and the config it answers."""
+    ) -> tuple[builtins.list[sql.Put], RunnableConfig]:
+        """``put``'s writes, and the config it answers."""
         conf = config["configurable"]
         thread_id, ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
         values, dumps = checkpoint["channel_values"], self.serde.dumps_typed
@@ -244,9 +244,7 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             sql.dump_json({k: v for k, v in checkpoint.items() if k != "channel_values"}),
             sql.dump_metadata(get_serializable_checkpoint_metadata(config, metadata)),
         )
-        statements = self.statements
-        batch = [*statements.inserts(statements.insert_blobs, blobs), (statements.upsert_checkpoint, row)]
-        return batch, _config(thread_id, ns, checkpoint["id"])
+        return [self.statements.put(blobs, row)], _config(thread_id, ns, checkpoint["id"])
 
     def _writes_batch(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
@@ -284,16 +282,17 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             number = int(current.split(".")[0])
         return f"{number + 1:032}.{random.random():016}"
 
-    def _write(self, batch: builtins.list[sql.Statement]) -> None:
+    def _write(self, batch: builtins.list[sql.Statement | sql.Put]) -> None:
         """``batch`` in one write transaction, behind the write guard if there is one."""
-        guard = self.write_guard()
+        statements = self.statements.transaction(batch, self.write_guard())
         with self.write_transaction():
-            sql.execute(self.using, batch if guard is None else [guard, *batch])
+            sql.execute(self.using, statements)
 
     def write_guard(self) -> sql.Statement | None:
-        """A statement sent ahead of each write transaction's writes, in the same round trip,
-        that fails the transaction with a database error when its writes must not land; none
-        here (the run executor's saver checks its lease with one on Postgres)."""
+        """A SELECT sent with each write transaction's writes, in the same round trip, that
+        fails the transaction with a database error when its writes must not land (it may
+        travel inside a write, see ``sql.Statements.transaction``); none here (the run
+        executor's saver checks its lease with one on Postgres)."""
         return None
 
     def write_transaction(self) -> AbstractContextManager[Any]:
@@ -389,7 +388,7 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             results: builtins.list[Any] = []
             error: BaseException | None = None
             try:
-                batch: builtins.list[sql.Statement] = []
+                batch: builtins.list[sql.Statement | sql.Put] = []
                 for prepare, args, _, _ in taken:
                     statements, result = prepare(*args)
                     batch += statements

@@ -15,7 +15,7 @@ import contextlib
 import functools
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from django.db import connections
@@ -26,6 +26,16 @@ from threads.checkpointer import transaction
 from threads.models import Checkpoint, CheckpointBlob, CheckpointWrite
 
 Statement = tuple[str, Sequence[Any]]
+
+
+class Put(NamedTuple):
+    """``put``'s writes: its blobs' INSERTs, then its checkpoint's upsert (one statement on
+    Postgres: see ``Statements.transaction``)."""
+
+    blobs: list[Statement]
+    checkpoint: Statement
+
+
 # Rows per INSERT: 9 columns stay under SQLite's historical 999-parameter limit.
 ROWS_PER_INSERT = 100
 CHECKPOINT_COLUMNS = (
@@ -56,7 +66,8 @@ class Statements:
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         quote = connection.ops.quote_name
-        jsonb = "::jsonb" if connection.vendor == "postgresql" else ""
+        self.postgres = connection.vendor == "postgresql"
+        jsonb = "::jsonb" if self.postgres else ""
 
         def table(model: type[Model]) -> str:
             return quote(model._meta.db_table)
@@ -72,6 +83,10 @@ class Statements:
             f"VALUES (%s, %s, %s, %s, %s{jsonb}, %s{jsonb}, CURRENT_TIMESTAMP) "
             f"ON CONFLICT ({checkpoint_key}) DO UPDATE SET "
             + _set_excluded(quote, ("checkpoint", "metadata"))
+        )
+        # Its created_at read through the write transaction's guard (see ``transaction``).
+        self.upsert_guarded_checkpoint = self.upsert_checkpoint.replace(
+            "CURRENT_TIMESTAMP", "(SELECT CURRENT_TIMESTAMP FROM guard)"
         )
         blob_key = columns(CheckpointBlob, ("thread_id", "checkpoint_ns", "channel", "version"))
         self.insert_blobs = (
@@ -103,6 +118,41 @@ class Statements:
             placeholders = "(" + ", ".join(["%s"] * len(batch[0])) + ")"
             sql = head + ", ".join([placeholders] * len(batch)) + tail
             yield sql, [value for row in batch for value in row]
+
+    def put(self, blobs: Sequence[Sequence[Any]], checkpoint: Sequence[Any]) -> Put:
+        return Put(list(self.inserts(self.insert_blobs, blobs)), (self.upsert_checkpoint, checkpoint))
+
+    def transaction(self, writes: Sequence[Statement | Put], guard: Statement | None) -> list[Statement]:
+        """The statements of one write transaction: ``writes`` behind ``guard``.
+
+        On Postgres each ``Put`` is one statement, its blobs' INSERTs data-modifying CTEs:
+        a statement costs the client more CPU than the database. The guard rides in the
+        first one, a CTE through which its checkpoint's ``created_at`` is read, so that the
+        guard's error fails the statement and with it the transaction; with no ``Put`` it
+        goes ahead of the writes. SQLite has no data-modifying CTEs: each write is sent alone.
+        """
+        statements: list[Statement] = []
+        for write in writes:
+            if not isinstance(write, Put):
+                statements.append(write)
+            elif self.postgres:
+                statements.append(self._put_statement(write, guard))
+                guard = None
+            else:
+                statements += [*write.blobs, write.checkpoint]
+        return statements if guard is None else [guard, *statements]
+
+    def _put_statement(self, put: Put, guard: Statement | None) -> Statement:
+        ctes, params = [], []
+        if guard is not None:
+            ctes.append(f"guard AS ({guard[0]})")
+            params += guard[1]
+        for number, (sql, values) in enumerate(put.blobs):
+            ctes.append(f"blobs{number} AS ({sql})")
+            params += values
+        upsert = self.upsert_checkpoint if guard is None else self.upsert_guarded_checkpoint
+        params += put.checkpoint[1]
+        return ("WITH " + ", ".join(ctes) + " " + upsert if ctes else upsert), params
 
     def latest_checkpoint(self, thread_id: str, ns: str, checkpoint_id: str | None) -> Statement:
         """The checkpoint ``checkpoint_id``, or the latest of the thread and namespace."""
