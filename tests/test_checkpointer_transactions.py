@@ -1,8 +1,9 @@
 """DjangoCheckpointSaver's write transactions: all of a put (and of its guard) or nothing.
 
-On Postgres ``put`` sends its statements in one pipeline and commits with the sync, and a
-subclass's guard runs inside the same transaction; these tests hold that to the
-"one transaction per put, the hook entered before any write" contract on both databases.
+On Postgres a write transaction's statements travel in one pipeline (a lone one by itself)
+and commit with the sync, and a subclass's guard runs inside the same transaction; these
+tests hold that to the "one transaction per put, the hook entered before any write"
+contract on both databases.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.conformance.test_utils import generate_checkpoint, generate_metadata
 
 from threads.checkpointer import DjangoCheckpointSaver, sql
+from threads.checkpointer.transaction import write_transaction
 from threads.models import Checkpoint, CheckpointBlob, CheckpointWrite
 
 DATABASES = ["default", "sqlite"]
@@ -174,6 +176,24 @@ def test_error_after_the_writes_are_sent_commits_none_of_them(
 
     assert stored(alias, thread_id) == (0, 0)
     assert marker_path(alias, marker) == ""
+
+
+def test_a_statement_failing_as_it_is_sent_undoes_those_sent_before_it(alias: str) -> None:
+    """The driver refuses a value of the second statement (it cannot adapt it) after the
+    first went out: the transaction keeps neither."""
+    thread_id = str(uuid.uuid4())
+    first = (
+        "INSERT INTO threads_checkpointwrite (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, "
+        "idx, channel, type, blob) VALUES (%s, '', '1', 't', '', 0, 'c', 'null', %s)",
+        [thread_id, b""],
+    )
+    with pytest.raises(Exception, match="adapt|bind|type"):
+        with write_transaction(alias, guarded=False):
+            sql.execute(alias, [first, ("SELECT %s", [object()])])
+
+    assert not CheckpointWrite.objects.using(alias).filter(thread_id=thread_id).exists()
+    sql.execute(alias, [first])  # the connection is usable again
+    assert CheckpointWrite.objects.using(alias).filter(thread_id=thread_id).count() == 1
 
 
 @pytest.mark.parametrize("guarded", [False, True])

@@ -205,7 +205,7 @@ def _marks(values: Sequence[Any] | set[Any]) -> str:
 
 
 def execute(using: str, statements: Sequence[Statement]) -> None:
-    """Run ``statements`` in order: queued in the pipeline of the open write transaction
+    """Run ``statements`` in order: handed to the open write transaction
     (``transaction.write_transaction``), else pipelined together on Postgres."""
     connection = connections[using]
     if (tx := transaction.active(connection)) is not None:

@@ -153,45 +153,55 @@ class PipelinedTransaction:
 
 
 class ImplicitTransaction:
-    """The saver's writes alone, in one pipeline on a connection in autocommit mode: the
-    statements up to the pipeline's sync are one implicit transaction, all committed or none,
-    as in langgraph-checkpoint-postgres.
+    """The saver's writes alone, sent as the block ends on a connection in autocommit mode:
+    one statement by itself, several in one pipeline, whose statements up to its sync are one
+    implicit transaction, all committed or none (as in langgraph-checkpoint-postgres).
 
     No Django ``atomic`` around it: with no other statement in the block, no ``on_commit``
     and no enclosing block, there is nothing for ``atomic`` to keep track of, and entering
     and leaving it (with the autocommit switches) cost about a fifth of a run's checkpoint
-    write."""
+    write. Nor a pipeline for one statement (a put, with the guard inside it: most of a
+    run's writes), whose entering and syncing would cost more than the statement."""
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
-        self.pipeline: Any = None
+        self.queued: list[tuple[Any, Sequence[tuple[str, Sequence[Any]]]]] = []
 
     def __enter__(self) -> None:
-        self.connection.ensure_connection()
-        with self.connection.wrap_database_errors:
-            self.pipeline = self.connection.connection.pipeline()
-            self.pipeline.__enter__()
         _registry()[self.connection.alias] = self
 
     def queue(self, statements: Sequence[tuple[str, Sequence[Any]]], cursor: Any) -> None:
-        """Send ``statements`` on ``cursor`` (of this connection) without waiting for them."""
-        for sql, params in statements:
-            cursor.execute(sql, params)
+        """Send ``statements`` on ``cursor`` (of this connection) as the block ends."""
+        self.queued.append((cursor, statements))
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         del _registry()[self.connection.alias]
-        if exc_type is None:
-            with self.connection.wrap_database_errors:
-                self.pipeline.__exit__(None, None, None)  # the sync: commits, or raises
+        if exc_type is not None:  # nothing was sent
             return
-        # The sync would commit what was sent before the error: a ROLLBACK queued ahead of it
-        # ends the implicit transaction (an aborted pipeline skips it).
-        with contextlib.suppress(Exception):
-            self.connection.connection.execute("ROLLBACK")
-        with contextlib.suppress(Exception):  # the block's exception is the one to see
-            self.pipeline.__exit__(exc_type, exc, tb)
+        if sum(len(statements) for _, statements in self.queued) <= 1:
+            for cursor, statements in self.queued:
+                for sql, params in statements:
+                    cursor.execute(sql, params)
+            return
+        with self.connection.wrap_database_errors:
+            pipeline = self.connection.connection.pipeline()
+            pipeline.__enter__()
+        try:
+            for cursor, statements in self.queued:
+                for sql, params in statements:
+                    cursor.execute(sql, params)
+        except BaseException as error:
+            # The sync would commit what was sent before the error: a ROLLBACK queued ahead
+            # of it ends the implicit transaction (an aborted pipeline skips it).
+            with contextlib.suppress(Exception):
+                self.connection.connection.execute("ROLLBACK")
+            with contextlib.suppress(Exception):  # the error is the one to see
+                pipeline.__exit__(type(error), error, error.__traceback__)
+            raise
+        with self.connection.wrap_database_errors:
+            pipeline.__exit__(None, None, None)  # the sync: commits, or raises
 
 
 def _registry() -> dict[str, PipelinedTransaction | ImplicitTransaction]:
