@@ -17,7 +17,14 @@ from django.utils import timezone
 
 from agentserver.errors import APIError, bad_request, conflict, not_found, unprocessable
 from agentserver.events import get_event_bus
-from agentserver.rows import fetch_instance, insert_row, model_columns, update_row
+from agentserver.rows import (
+    fetch_instance,
+    insert_row,
+    insert_statement,
+    model_columns,
+    update_row,
+    update_statement,
+)
 from runs.assistants import resolve_assistant
 from runs.dispatch import dispatch_run
 from runs.executor import publish_metadata
@@ -180,14 +187,14 @@ def _after_admission(admission: Admission, delay: float) -> None:
 
 def _lock_thread(
     stamp: dict[str, str], data: dict, thread_id: uuid.UUID | None, *, stateless: bool
-) -> tuple[Thread, bool, bool]:
-    """The run's thread, locked (created if asked, already stamped and busy), whether runs
-    are in flight on it, and whether it was created here."""
+) -> tuple[Thread, bool]:
+    """The run's thread, locked (created if asked, already stamped and busy), and whether it
+    was created here."""
     if stateless:
-        return insert_row(Thread(metadata=stamp, status=ThreadStatus.BUSY), Thread.objects.db), False, True
+        return insert_row(Thread(metadata=stamp, status=ThreadStatus.BUSY), Thread.objects.db), True
     using = Thread.objects.db
     connection = connections[using]
-    lock_sql, in_flight_sql = _admission_sql(connection.vendor)
+    lock_sql, _ = _admission_sql(connection.vendor)
     params = [db_value("thread_id", thread_id, connection, Thread)]
     thread = fetch_instance(Thread, lock_sql, params, using)
     if thread is None:
@@ -196,19 +203,50 @@ def _lock_thread(
         try:
             with transaction.atomic(using):
                 thread = Thread(thread_id=thread_id, metadata=stamp, status=ThreadStatus.BUSY)
-                return insert_row(thread, using), False, True
+                return insert_row(thread, using), True
         except IntegrityError:
             # A concurrent admission created the thread first (this INSERT waited until that
             # one committed): this run joins the thread as a run on an existing one does.
             thread = fetch_instance(Thread, lock_sql, params, using)
             if thread is None:  # deleted again in between
                 raise conflict("The thread was created and deleted concurrently; retry.") from None
-    # Asked only now that the lock is held: Postgres (READ COMMITTED) evaluates a statement
-    # that waited for a row lock against the other tables as they were when it started, so
-    # an EXISTS in the locking statement would miss the run of the admission it waited for.
+    return thread, False
+
+
+def _add_run(run: Run, thread: Thread, stamp: dict[str, str], *, created: bool) -> bool:
+    """Insert the run, and stamp its locked thread and mark it busy (one created here is
+    already); whether other runs were in flight on it.
+
+    In flight is asked only once the lock is held: Postgres (READ COMMITTED) evaluates a
+    statement that waited for a row lock against the other tables as they were when it
+    started, so an EXISTS in the locking statement would miss the run of the admission it
+    waited for. On Postgres the question, the INSERT and the UPDATE are one statement (its
+    EXISTS does not see the run it inserts: the parts of a statement share one snapshot)."""
+    using = Run.objects.db
+    if created:
+        insert_row(run, using)
+        return False
+    thread.metadata = {**thread.metadata, **stamp}
+    thread.status = ThreadStatus.BUSY
+    connection = connections[using]
+    _, in_flight_sql = _admission_sql(connection.vendor)
+    in_flight_params = [db_value("thread_id", thread.thread_id, connection, Thread)]
+    update_fields = ("metadata", "status", "updated_at")
     with connection.cursor() as cursor:
-        cursor.execute(in_flight_sql, params)
-        return thread, bool(cursor.fetchone()[0]), False
+        if connection.vendor == "postgresql":
+            insert_sql, insert_params = insert_statement(run, using)
+            update_sql, update_params = update_statement(thread, update_fields, using)
+            cursor.execute(
+                f"WITH in_flight AS ({in_flight_sql}), run AS ({insert_sql}) "
+                f"{update_sql} RETURNING (SELECT * FROM in_flight)",
+                [*in_flight_params, *insert_params, *update_params],
+            )
+            return bool(cursor.fetchone()[0])
+        cursor.execute(in_flight_sql, in_flight_params)
+        busy = bool(cursor.fetchone()[0])
+    insert_row(run, using)
+    update_row(thread, update_fields, using)
+    return busy
 
 
 @cache
@@ -227,10 +265,8 @@ def _admit(
     assistant: Assistant, data: dict, thread_id: uuid.UUID | None, headers: dict[str, str], *, stateless: bool
 ) -> Admission:
     stamp = {"graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
-    thread, busy, created = _lock_thread(stamp, data, thread_id, stateless=stateless)
+    thread, created = _lock_thread(stamp, data, thread_id, stateless=stateless)
     strategy = data.get("multitask_strategy", "enqueue")
-    if busy and strategy == "reject":
-        raise conflict(REJECT_MESSAGE)
     run_id = uuid.uuid4()
     config, context = build_run_config(assistant, thread, data, run_id, headers)
     temporary = stateless and data.get("on_completion", "delete") == "delete"
@@ -246,11 +282,9 @@ def _admit(
         multitask_strategy=strategy if not stateless else "reject",
         created_at=now + timedelta(seconds=data["after_seconds"]),
     )
-    insert_row(run, Run.objects.db)
-    if not created:
-        thread.metadata = {**thread.metadata, **stamp}
-        thread.status = ThreadStatus.BUSY
-        update_row(thread, ("metadata", "status", "updated_at"), Thread.objects.db)
+    busy = _add_run(run, thread, stamp, created=created)
+    if busy and strategy == "reject":
+        raise conflict(REJECT_MESSAGE)  # the transaction's rollback takes the run back
     admission = Admission(run=run)
     if busy and strategy in {"interrupt", "rollback"}:
         in_flight = list(Run.objects.filter(thread=thread, status__in=ACTIVE_RUN_STATUSES).exclude(pk=run_id))

@@ -188,6 +188,8 @@ async def test_double_texting_reject_and_enqueue(client) -> None:
     assert result["items"][-1] == "echo:e"
     assert "s4" in result["items"]  # the first run finished before the second started
     assert (await client.runs.get(tid, first["run_id"]))["status"] == "success"
+    # The rejected run left nothing behind.
+    assert {r["run_id"] for r in await client.runs.list(tid)} == {first["run_id"], second["run_id"]}
 
 
 async def test_double_texting_interrupt_and_rollback(client) -> None:
