@@ -196,6 +196,28 @@ def test_a_statement_failing_as_it_is_sent_undoes_those_sent_before_it(alias: st
     assert CheckpointWrite.objects.using(alias).filter(thread_id=thread_id).count() == 1
 
 
+def test_a_steps_writes_queued_with_the_next_checkpoint_are_stored_together(alias: str) -> None:
+    """As the Pregel loop queues them: a task's writes and the next checkpoint, one
+    transaction (on Postgres one statement); both are read back."""
+    saver = DjangoCheckpointSaver(alias)
+    thread_id = str(uuid.uuid4())
+    parent = put(saver, thread_id, {"a": [0]})
+    task, _ = saver._writes_batch(parent, [("a", [1]), ("__error__", "boom")], "task-1", "")
+    versions: dict[str, str | int | float] = {"a": "2"}
+    checkpoint = generate_checkpoint(channel_values={"a": [0, 1]}, channel_versions=versions)
+    put_next, saved = saver._put_batch(parent, checkpoint, generate_metadata(), versions)  # type: ignore[arg-type]
+    batch = [*task, *put_next]
+    per_vendor = 1 if connections[alias].vendor == "postgresql" else 4  # writes, upsert, blob, row
+    assert len(saver.statements.transaction(batch, None)) == per_vendor
+
+    saver._write(batch)
+
+    written = saver.get_tuple(parent)
+    assert sorted(channel for _, channel, _ in written.pending_writes or ()) == ["__error__", "a"]
+    latest = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+    assert latest.config == saved and latest.checkpoint["channel_values"] == {"a": [0, 1]}
+
+
 @pytest.mark.parametrize("guarded", [False, True])
 def test_write_rejected_by_postgres_rolls_back_the_whole_put(alias: str, guarded: bool) -> None:
     if connections[alias].vendor != "postgresql":

@@ -248,8 +248,8 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
 
     def _writes_batch(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
-    ) -> tuple[builtins.list[sql.Statement], None]:
-        """``put_writes``'s statements (none for no writes)."""
+    ) -> tuple[builtins.list[sql.TaskWrites], None]:
+        """``put_writes``'s writes (none for no writes)."""
         conf = config["configurable"]
         key = (
             str(conf["thread_id"]),
@@ -266,11 +266,11 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             else:
                 regular.append(row)
         statements = self.statements
-        batch = [
+        inserts = [
             *statements.inserts(statements.insert_writes, regular),
             *statements.inserts(statements.upsert_writes, builtins.list(special.values())),
         ]
-        return batch, None
+        return ([sql.TaskWrites(inserts)] if inserts else []), None
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Zero-padded counter plus a random fraction, as the Postgres saver: sortable as text."""
@@ -282,7 +282,7 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             number = int(current.split(".")[0])
         return f"{number + 1:032}.{random.random():016}"
 
-    def _write(self, batch: builtins.list[sql.Statement | sql.Put]) -> None:
+    def _write(self, batch: builtins.list[sql.Write]) -> None:
         """``batch`` in one write transaction, behind the write guard if there is one."""
         statements = self.statements.transaction(batch, self.write_guard())
         with self.write_transaction():
@@ -388,7 +388,7 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             results: builtins.list[Any] = []
             error: BaseException | None = None
             try:
-                batch: builtins.list[sql.Statement | sql.Put] = []
+                batch: builtins.list[sql.Write] = []
                 for prepare, args, _, _ in taken:
                     statements, result = prepare(*args)
                     batch += statements

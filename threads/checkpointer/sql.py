@@ -36,6 +36,15 @@ class Put(NamedTuple):
     checkpoint: Statement
 
 
+class TaskWrites(NamedTuple):
+    """``put_writes``'s INSERTs: a task's regular writes, then its special ones upserted."""
+
+    statements: list[Statement]
+
+
+Write = Put | TaskWrites
+
+
 # Rows per INSERT: 9 columns stay under SQLite's historical 999-parameter limit.
 ROWS_PER_INSERT = 100
 CHECKPOINT_COLUMNS = (
@@ -122,19 +131,26 @@ class Statements:
     def put(self, blobs: Sequence[Sequence[Any]], checkpoint: Sequence[Any]) -> Put:
         return Put(list(self.inserts(self.insert_blobs, blobs)), (self.upsert_checkpoint, checkpoint))
 
-    def transaction(self, writes: Sequence[Statement | Put], guard: Statement | None) -> list[Statement]:
+    def transaction(self, writes: Sequence[Write], guard: Statement | None) -> list[Statement]:
         """The statements of one write transaction: ``writes`` behind ``guard``.
 
         On Postgres each ``Put`` is one statement, its blobs' INSERTs data-modifying CTEs:
         a statement costs the client more CPU than the database. The guard rides in the
         first one, a CTE through which its checkpoint's ``created_at`` is read, so that the
         guard's error fails the statement and with it the transaction; with no ``Put`` it
-        goes ahead of the writes. SQLite has no data-modifying CTEs: each write is sent alone.
+        goes ahead of the writes. A task's writes queued with a put (the Pregel loop issues
+        a step's writes and its checkpoint together) join the put's statement: no row of
+        one can be a row of the other, which one statement could not write twice. SQLite
+        has no data-modifying CTEs: each write is sent alone.
         """
+        puts = [write for write in writes if isinstance(write, Put)]
+        tasks = [write for write in writes if isinstance(write, TaskWrites)]
+        if self.postgres and len(puts) == len(tasks) == 1:
+            return [self._put_statement(puts[0], guard, with_writes=tasks[0].statements)]
         statements: list[Statement] = []
         for write in writes:
-            if not isinstance(write, Put):
-                statements.append(write)
+            if isinstance(write, TaskWrites):
+                statements += write.statements
             elif self.postgres:
                 statements.append(self._put_statement(write, guard))
                 guard = None
@@ -142,11 +158,14 @@ class Statements:
                 statements += [*write.blobs, write.checkpoint]
         return statements if guard is None else [guard, *statements]
 
-    def _put_statement(self, put: Put, guard: Statement | None) -> Statement:
+    def _put_statement(self, put: Put, guard: Statement | None, with_writes: Sequence[Statement] = ()) -> Statement:
         ctes, params = [], []
         if guard is not None:
             ctes.append(f"guard AS ({guard[0]})")
             params += guard[1]
+        for number, (sql, values) in enumerate(with_writes):
+            ctes.append(f"writes{number} AS ({sql})")
+            params += values
         for number, (sql, values) in enumerate(put.blobs):
             ctes.append(f"blobs{number} AS ({sql})")
             params += values
