@@ -141,13 +141,13 @@ lease_keeper = LeaseKeeper()
 def _fence_sql(vendor: str) -> str:
     """The lease check of a write transaction.
 
-    On Postgres it goes in the same round trip as the writes (inside the first checkpoint's
-    statement, or ahead of them), so it cannot answer; it fails the transaction instead:
-    1 / (number of rows that are still ours) divides by zero once the lease is lost, and
-    the transaction's writes are rolled back. FOR SHARE keeps the row ours until commit: a
-    takeover's claim waits for us, while concurrent writes of this attempt do not wait for
-    each other. SQLite serialises writers anyway and has no row locks: there the row is
-    read and checked.
+    On Postgres it goes in the same round trip as the writes (mostly in the same
+    statement, see ``sql.Statements.transaction``), so it cannot answer; it fails the
+    transaction instead: 1 / (number of rows that are still ours) divides by zero once the
+    lease is lost, and the transaction's writes are rolled back. FOR SHARE keeps the row
+    ours until commit: a takeover's claim waits for us, while concurrent writes of this
+    attempt do not wait for each other. SQLite serialises writers anyway and has no row
+    locks: there the row is read and checked.
     """
     held = f"SELECT 1 FROM {Run._meta.db_table} WHERE run_id = %s AND lease_token = %s AND status = 'running'"
     if vendor == "postgresql":

@@ -191,9 +191,9 @@ def test_reads_and_writes_in_constant_queries(alias: str) -> None:
             )
             saver.put_writes(parent, [("a", [9]), ("b", {}), ("__error__", "boom")], task_id=f"task-{step}")
     inserts = [q["sql"] for q in writes.captured_queries if q["sql"].startswith(("INSERT", "WITH"))]
-    # put: blobs, row (one statement on Postgres); put_writes: regular, special
-    per_put = 1 if connections[alias].vendor == "postgresql" else 2
-    assert len(inserts) == 5 * (per_put + 2)
+    # put: blobs, row; put_writes: regular, special (each one statement on Postgres)
+    per_call = 1 if connections[alias].vendor == "postgresql" else 2
+    assert len(inserts) == 5 * (per_call + per_call)
 
     with CaptureQueriesContext(connections[alias]) as reads:
         tuples = [*saver.list(thread(thread_id))]

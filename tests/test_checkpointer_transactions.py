@@ -218,6 +218,20 @@ def test_a_steps_writes_queued_with_the_next_checkpoint_are_stored_together(alia
     assert latest.config == saved and latest.checkpoint["channel_values"] == {"a": [0, 1]}
 
 
+def test_one_tasks_writes_queued_twice_are_written_in_turn(alias: str) -> None:
+    """The same task's special write queued twice in one transaction: one statement could
+    not upsert its row twice, so each goes alone and the later one wins, as in turn."""
+    saver = DjangoCheckpointSaver(alias)
+    parent = put(saver, str(uuid.uuid4()), {"a": [0]})
+    first, _ = saver._writes_batch(parent, [("__error__", "first")], "task-1", "")
+    second, _ = saver._writes_batch(parent, [("__error__", "second")], "task-1", "")
+
+    saver._write([*first, *second])
+
+    written = saver.get_tuple(parent)
+    assert [(channel, value) for _, channel, value in written.pending_writes or ()] == [("__error__", "second")]
+
+
 @pytest.mark.parametrize("guarded", [False, True])
 def test_write_rejected_by_postgres_rolls_back_the_whole_put(alias: str, guarded: bool) -> None:
     if connections[alias].vendor != "postgresql":

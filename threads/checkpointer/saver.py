@@ -270,7 +270,7 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             *statements.inserts(statements.insert_writes, regular),
             *statements.inserts(statements.upsert_writes, builtins.list(special.values())),
         ]
-        return ([sql.TaskWrites(inserts)] if inserts else []), None
+        return ([sql.TaskWrites(key[:4], inserts)] if inserts else []), None
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Zero-padded counter plus a random fraction, as the Postgres saver: sortable as text."""

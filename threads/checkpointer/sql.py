@@ -32,6 +32,7 @@ class Put(NamedTuple):
     """``put``'s writes: its blobs' INSERTs, then its checkpoint's upsert (one statement on
     Postgres: see ``Statements.transaction``)."""
 
+    key: tuple[str, ...]  # thread, namespace, checkpoint id: the rows it writes are its own
     blobs: list[Statement]
     checkpoint: Statement
 
@@ -39,6 +40,7 @@ class Put(NamedTuple):
 class TaskWrites(NamedTuple):
     """``put_writes``'s INSERTs: a task's regular writes, then its special ones upserted."""
 
+    key: tuple[str, ...]  # thread, namespace, checkpoint id, task id: likewise
     statements: list[Statement]
 
 
@@ -93,10 +95,6 @@ class Statements:
             f"ON CONFLICT ({checkpoint_key}) DO UPDATE SET "
             + _set_excluded(quote, ("checkpoint", "metadata"))
         )
-        # Its created_at read through the write transaction's guard (see ``transaction``).
-        self.upsert_guarded_checkpoint = self.upsert_checkpoint.replace(
-            "CURRENT_TIMESTAMP", "(SELECT CURRENT_TIMESTAMP FROM guard)"
-        )
         blob_key = columns(CheckpointBlob, ("thread_id", "checkpoint_ns", "channel", "version"))
         self.insert_blobs = (
             f"INSERT INTO {blob} ({columns(CheckpointBlob, BLOB_COLUMNS)}) VALUES ",
@@ -129,49 +127,28 @@ class Statements:
             yield sql, [value for row in batch for value in row]
 
     def put(self, blobs: Sequence[Sequence[Any]], checkpoint: Sequence[Any]) -> Put:
-        return Put(list(self.inserts(self.insert_blobs, blobs)), (self.upsert_checkpoint, checkpoint))
+        """``checkpoint``: its row's values, which start with its key."""
+        key = tuple(checkpoint[:3])
+        return Put(key, list(self.inserts(self.insert_blobs, blobs)), (self.upsert_checkpoint, checkpoint))
 
     def transaction(self, writes: Sequence[Write], guard: Statement | None) -> list[Statement]:
         """The statements of one write transaction: ``writes`` behind ``guard``.
 
-        On Postgres each ``Put`` is one statement, its blobs' INSERTs data-modifying CTEs:
-        a statement costs the client more CPU than the database. The guard rides in the
-        first one, a CTE through which its checkpoint's ``created_at`` is read, so that the
-        guard's error fails the statement and with it the transaction; with no ``Put`` it
-        goes ahead of the writes. A task's writes queued with a put (the Pregel loop issues
-        a step's writes and its checkpoint together) join the put's statement: no row of
-        one can be a row of the other, which one statement could not write twice. SQLite
-        has no data-modifying CTEs: each write is sent alone.
+        On Postgres they are one statement, all writes data-modifying CTEs (a statement
+        costs the client more CPU than the database), with the guard's SELECT as the main
+        query, so that its error fails the statement and with it the transaction. That
+        takes writes of distinct checkpoints and tasks (the Pregel loop queues a step's
+        writes with the next checkpoint): no row of one is then a row of another, which one
+        statement could not write twice. Otherwise each goes alone, behind the guard.
+        SQLite has no data-modifying CTEs: each of its statements goes alone.
         """
-        puts = [write for write in writes if isinstance(write, Put)]
-        tasks = [write for write in writes if isinstance(write, TaskWrites)]
-        if self.postgres and len(puts) == len(tasks) == 1:
-            return [self._put_statement(puts[0], guard, with_writes=tasks[0].statements)]
-        statements: list[Statement] = []
-        for write in writes:
-            if isinstance(write, TaskWrites):
-                statements += write.statements
-            elif self.postgres:
-                statements.append(self._put_statement(write, guard))
-                guard = None
-            else:
-                statements += [*write.blobs, write.checkpoint]
+        if not self.postgres:
+            statements = [statement for write in writes for statement in _parts(write)]
+            return statements if guard is None else [guard, *statements]
+        if len({(type(write), write.key) for write in writes}) == len(writes):
+            return [_one_statement([statement for write in writes for statement in _parts(write)], guard)]
+        statements = [_one_statement(_parts(write), None) for write in writes]
         return statements if guard is None else [guard, *statements]
-
-    def _put_statement(self, put: Put, guard: Statement | None, with_writes: Sequence[Statement] = ()) -> Statement:
-        ctes, params = [], []
-        if guard is not None:
-            ctes.append(f"guard AS ({guard[0]})")
-            params += guard[1]
-        for number, (sql, values) in enumerate(with_writes):
-            ctes.append(f"writes{number} AS ({sql})")
-            params += values
-        for number, (sql, values) in enumerate(put.blobs):
-            ctes.append(f"blobs{number} AS ({sql})")
-            params += values
-        upsert = self.upsert_checkpoint if guard is None else self.upsert_guarded_checkpoint
-        params += put.checkpoint[1]
-        return ("WITH " + ", ".join(ctes) + " " + upsert if ctes else upsert), params
 
     def latest_checkpoint(self, thread_id: str, ns: str, checkpoint_id: str | None) -> Statement:
         """The checkpoint ``checkpoint_id``, or the latest of the thread and namespace."""
@@ -201,6 +178,26 @@ class Statements:
             )
             params += [thread_id, ns, *checkpoint_ids]
         return self.select_writes + " OR ".join(where), params
+
+
+def _parts(write: Write) -> list[Statement]:
+    return write.statements if isinstance(write, TaskWrites) else [*write.blobs, write.checkpoint]
+
+
+def _one_statement(statements: Sequence[Statement], guard: Statement | None) -> Statement:
+    """``statements`` (rows no two of which are the same) as one: data-modifying CTEs
+    ahead of the last, or of the guard's SELECT."""
+    ctes, params = [], []
+    if guard is not None:
+        ctes.append(f"guard AS ({guard[0]})")
+        params += guard[1]
+        statements = [*statements, ("SELECT * FROM guard", ())]
+    *writes, (main, main_params) = statements
+    for number, (sql, values) in enumerate(writes):
+        ctes.append(f"write{number} AS ({sql})")
+        params += values
+    params += main_params
+    return (f"WITH {', '.join(ctes)} {main}" if ctes else main), params
 
 
 def statements(using: str) -> Statements:
