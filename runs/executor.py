@@ -13,7 +13,6 @@ import contextvars
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -36,8 +35,7 @@ from runs.serializers.runs import run_to_dict
 from runs.sql import ACTIVE_STATUSES_SQL, db_value
 from runs.webhooks import webhook_payload
 from threads.checkpointer import DjangoCheckpointSaver
-from threads.checkpointer.sql import fetch_all
-from threads.checkpointer.transaction import pipeline_supported
+from threads.checkpointer.sql import fetch_last
 from threads.models import Thread, ThreadStatus
 from threads.state import thread_state_fields
 
@@ -372,10 +370,7 @@ def finish_run(run: Run, status: str, *, output: Any, error: dict | None, thread
     ]
     if connection.vendor == "postgresql":
         lock_sql, finish_sql = _finish_sql_postgres(tuple(fields))
-        # No BEGIN: with a pipeline, statements up to its sync are one transaction.
-        block = nullcontext() if pipeline_supported() else transaction.atomic(using=using)
-        with block:
-            _, finished = fetch_all(using, [(lock_sql, [thread_id]), (finish_sql, [*run_params, *thread_params])])
+        finished = fetch_last(using, [(lock_sql, [thread_id]), (finish_sql, [*run_params, *thread_params])])
         return finished[0][0] if finished else None
     thread_sql, run_sql = _finish_sql(tuple(fields))
     returning = connection.features.can_return_columns_from_insert  # SQLite 3.35+

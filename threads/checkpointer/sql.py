@@ -240,6 +240,23 @@ def fetch_one(using: str, statement: Statement) -> tuple[Any, ...] | None:
         return cursor.fetchone()
 
 
+def fetch_last(using: str, statements: Sequence[Statement]) -> list[tuple[Any, ...]]:
+    """The rows of the last of ``statements``, all sent as one query text (their values bound
+    by the client) outside any transaction: one round trip and, on Postgres, one implicit
+    transaction, without a pipeline's machinery or a BEGIN."""
+    import psycopg
+
+    connection = connections[using]
+    connection.ensure_connection()
+    raw = psycopg.ClientCursor(connection.connection)
+    cursor = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    with contextlib.closing(cursor):
+        cursor.execute("; ".join(sql for sql, _ in statements), [value for _, values in statements for value in values])
+        while cursor.nextset():
+            pass
+        return cursor.fetchall()
+
+
 def fetch_all(using: str, statements: Sequence[Statement | None]) -> list[list[tuple[Any, ...]]]:
     """The rows of each statement (none for ``None``); on Postgres pipelined, in binary."""
     connection = connections[using]
