@@ -4,9 +4,9 @@ Hot paths (``put``, ``put_writes``, ``get_tuple``) skip the ORM: building model 
 and compiling a query cost more than the database does for these small statements. The
 statements use the models' table and column names and ``INSERT ... ON CONFLICT``, which
 Postgres and SQLite (3.24+) share. On Postgres they go through a server-binding cursor
-(bytes travel as binary, not hex-escaped in the query text) and, several at once, in
-one pipeline: in a ``transaction.write_transaction``, a single round trip for a
-whole write transaction.
+(bytes travel as binary, not hex-escaped in the query text); a write transaction is
+mostly one statement (``Statements.transaction``), and several statements travel in one
+pipeline: a single round trip either way.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class Statements:
             yield sql, [value for row in batch for value in row]
 
     def put(self, blobs: Sequence[Sequence[Any]], checkpoint: Sequence[Any]) -> Put:
-        """``checkpoint``: its row's values, which start with its key."""
+        """A put's writes; ``checkpoint`` is its row's values, which begin with its key."""
         key = tuple(checkpoint[:3])
         return Put(key, list(self.inserts(self.insert_blobs, blobs)), (self.upsert_checkpoint, checkpoint))
 

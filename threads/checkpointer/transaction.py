@@ -160,8 +160,9 @@ class ImplicitTransaction:
     No Django ``atomic`` around it: with no other statement in the block, no ``on_commit``
     and no enclosing block, there is nothing for ``atomic`` to keep track of, and entering
     and leaving it (with the autocommit switches) cost about a fifth of a run's checkpoint
-    write. Nor a pipeline for one statement (a put, with the guard inside it: most of a
-    run's writes), whose entering and syncing would cost more than the statement."""
+    write. Nor a pipeline for one statement (on Postgres a write transaction mostly is one,
+    see ``sql.Statements.transaction``), whose entering and syncing would cost more than
+    the statement."""
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
