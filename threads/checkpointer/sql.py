@@ -241,16 +241,10 @@ def fetch_one(using: str, statement: Statement) -> tuple[Any, ...] | None:
 
 
 def fetch_last(using: str, statements: Sequence[Statement]) -> list[tuple[Any, ...]]:
-    """The rows of the last of ``statements``, all sent as one query text (their values bound
-    by the client) outside any transaction: one round trip and, on Postgres, one implicit
+    """Postgres: the rows of the last of ``statements``, all sent as one query text (their
+    values bound by the client) outside any transaction: one round trip and one implicit
     transaction, without a pipeline's machinery or a BEGIN."""
-    import psycopg
-
-    connection = connections[using]
-    connection.ensure_connection()
-    raw = psycopg.ClientCursor(connection.connection)
-    cursor = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
-    with contextlib.closing(cursor):
+    with contextlib.closing(_cursor(connections[using], bind_on_client=True)) as cursor:
         cursor.execute("; ".join(sql for sql, _ in statements), [value for _, values in statements for value in values])
         while cursor.nextset():
             pass
@@ -276,16 +270,17 @@ def fetch_all(using: str, statements: Sequence[Statement | None]) -> list[list[t
     return rows
 
 
-def _cursor(connection: BaseDatabaseWrapper, *, binary: bool = False) -> Any:
+def _cursor(connection: BaseDatabaseWrapper, *, binary: bool = False, bind_on_client: bool = False) -> Any:
     """A cursor wrapped as Django wraps its own (query logging, execute wrappers, error
-    translation); on Postgres one that binds parameters server-side."""
+    translation); on Postgres one that binds parameters server-side, unless
+    ``bind_on_client`` (several statements in one query text)."""
     if connection.vendor != "postgresql":
         return connection.cursor()
     import psycopg
 
     connection.close_if_health_check_failed()
     connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)
+    raw = (psycopg.ClientCursor if bind_on_client else psycopg.Cursor)(connection.connection)
     if binary:
         raw.format = psycopg.pq.Format.BINARY
     return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)

@@ -182,17 +182,13 @@ class ImplicitTransaction:
         if exc_type is not None:  # nothing was sent
             return
         if sum(len(statements) for _, statements in self.queued) <= 1:
-            for cursor, statements in self.queued:
-                for sql, params in statements:
-                    cursor.execute(sql, params)
+            self._send()
             return
         with self.connection.wrap_database_errors:
             pipeline = self.connection.connection.pipeline()
             pipeline.__enter__()
         try:
-            for cursor, statements in self.queued:
-                for sql, params in statements:
-                    cursor.execute(sql, params)
+            self._send()
         except BaseException as error:
             # The sync would commit what was sent before the error: a ROLLBACK queued ahead
             # of it ends the implicit transaction (an aborted pipeline skips it).
@@ -203,6 +199,11 @@ class ImplicitTransaction:
             raise
         with self.connection.wrap_database_errors:
             pipeline.__exit__(None, None, None)  # the sync: commits, or raises
+
+    def _send(self) -> None:
+        for cursor, statements in self.queued:
+            for sql, params in statements:
+                cursor.execute(sql, params)
 
 
 def _registry() -> dict[str, PipelinedTransaction | ImplicitTransaction]:
