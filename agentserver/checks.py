@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 
 from agentserver.conf import DEFAULTS, server_settings
 from agentserver.config import ConfigError, get_config
@@ -78,8 +79,7 @@ def check_agent_server_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 id="agentserver.E006",
             )
         )
-    engine = settings.DATABASES["default"]["ENGINE"]
-    if settings.SECRET_KEY == DEVELOPMENT_KEY and not engine.endswith("sqlite3") and not settings.DEBUG:
+    if settings.SECRET_KEY == DEVELOPMENT_KEY and connections["default"].vendor != "sqlite" and not settings.DEBUG:
         problems.append(
             Warning(
                 "The development SECRET_KEY is in use with a production database.",

@@ -116,6 +116,9 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Each thread keeps its connection (request threads are reused, see agentserver.asgi):
     # opening one costs a file open, the PRAGMAs and Django's SQL functions every time.
     DATABASES["default"]["CONN_MAX_AGE"] = None
+    # Django's backend whose writers of one process queue on a lock instead of SQLite's
+    # sleeping busy handler (see agentserver.sqlite.base).
+    DATABASES["default"]["ENGINE"] = "agentserver.sqlite"
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",

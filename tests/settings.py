@@ -17,7 +17,7 @@ from agentserver.settings import BASE_DIR, DATABASES  # noqa: E402
 
 DATABASES["default"] = dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=0)
 DATABASES["sqlite"] = {
-    "ENGINE": "django.db.backends.sqlite3",
+    "ENGINE": "agentserver.sqlite",
     "NAME": str(BASE_DIR / "test-agentserver.sqlite3"),
     "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
     "TEST": {"NAME": str(BASE_DIR / "test-agentserver.sqlite3")},

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from itertools import islice
 from typing import Any, ClassVar, TypeVar
 
-from django.db import models
+from django.db import connections, models
 from django.db.models import Q
 from django.db.models.fields.json import KeyTransform
 from langchain_core.runnables import RunnableConfig
@@ -51,6 +51,9 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
 
     list_page_size: ClassVar[int] = 100
     # Every worker thread may hold a database connection: this bounds them per process.
+    # On SQLite, one: it writes one transaction at a time (agentserver.sqlite queues the
+    # process's writers), so more threads only wait for each other, each with a connection
+    # whose page cache every other one's commit makes stale.
     max_workers: ClassVar[int] = 8
     _pool: ClassVar[tuple[int, Workers] | None] = None
     _pool_lock: ClassVar[threading.Lock] = threading.Lock()
@@ -410,7 +413,8 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             return pool[1]
         with base._pool_lock:
             if base._pool is None or base._pool[0] != os.getpid():
-                base._pool = (os.getpid(), Workers(cls.max_workers, "checkpointer"))
+                size = 1 if connections["default"].vendor == "sqlite" else cls.max_workers
+                base._pool = (os.getpid(), Workers(size, "checkpointer"))
             return base._pool[1]
 
 
