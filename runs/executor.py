@@ -69,12 +69,14 @@ class RunOutcome:
 def execute_run(run_id: str) -> RunOutcome | None:
     """Claim and execute one attempt of ``run_id``; None when there was nothing to do."""
     run = claim_run(run_id)
+    attempt = Attempt(run, get_event_bus()) if run is not None else None
+    if attempt is not None and attempt.saver is not None:
+        attempt.saver.read_ahead(attempt.graph_config())
     # The attempt reaches the database from other threads only: this thread's connection goes
     # back to the pool now rather than stay checked out, unused, for as long as the run lasts.
     close_old_connections()
-    if run is None:
+    if attempt is None:
         return None
-    attempt = Attempt(run, get_event_bus())
     # A clean context per attempt: nothing a graph sets in a contextvar reaches the next one.
     ended = _thread_runner().run(_run_to_end(attempt), context=contextvars.copy_context())
     if ended is None:
@@ -176,6 +178,7 @@ class Attempt:
         self.needs_state = False
         self.snapshot: Any = None
         self.graph_task: asyncio.Task | None = None
+        self.saver = None if self.temporary else FencedCheckpointSaver(self.run_id, run.lease_token)
 
     def publish(self, event: str, data: Any) -> None:
         if not self.lost:
@@ -243,13 +246,11 @@ class Attempt:
         if self.graph_task is not None:
             loop.call_soon_threadsafe(self.graph_task.cancel)
 
-    def checkpointer(self) -> Any:
-        if self.temporary:
-            return None
-        return FencedCheckpointSaver(self.run_id, self.run.lease_token)
+    def graph_config(self) -> dict:
+        return self.kwargs.get("config") or {}
 
     async def _run_graph(self) -> None:
-        config = self.kwargs.get("config") or {}
+        config = self.graph_config()
         loaded = get_registry().get(config.get("configurable", {}).get("graph_id"))
         # Subgraphs' chunks only when asked for: LangGraph then drops them itself (as the
         # translator would), and a run costs ~0.1 ms less of its CPU.
@@ -264,7 +265,7 @@ class Attempt:
             options["durability"] = self.kwargs["durability"]
         if self.kwargs.get("context"):
             options["context"] = self.kwargs["context"]
-        async with loaded.build(config, checkpointer=self.checkpointer()) as graph:
+        async with loaded.build(config, checkpointer=self.saver) as graph:
             if "events" in self.requested:
                 chunks = self._chunks_and_events(graph, config, options)
             else:

@@ -28,6 +28,8 @@ from functools import cache
 
 from django.db import DataError, connections
 from django.utils import timezone
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import CheckpointTuple, get_checkpoint_id
 
 from agentserver.conf import server_settings
 from agentserver.rows import fetch_instance, model_columns
@@ -161,6 +163,11 @@ def _fence(run_id: str, token: uuid.UUID, using: str) -> tuple[str, list]:
     return _fence_sql(connection.vendor), params
 
 
+def _read_key(config: RunnableConfig) -> tuple:
+    conf = config["configurable"]
+    return str(conf["thread_id"]), conf.get("checkpoint_ns", ""), get_checkpoint_id(config)
+
+
 def _is_fence_failure(error: DataError) -> bool:
     return getattr(error.__cause__, "sqlstate", None) == DIVISION_BY_ZERO
 
@@ -173,6 +180,23 @@ class FencedCheckpointSaver(DjangoCheckpointSaver):
         self.run_id, self.token = run_id, token
         self.guard_in_band = connections[using].vendor == "postgresql"
         self.fence = _fence(run_id, token, using)  # the same statement for each of the attempt's writes
+        self._read_ahead: tuple[tuple, CheckpointTuple | None] | None = None
+
+    def read_ahead(self, config: RunnableConfig) -> None:
+        """Read now, on the calling thread, the checkpoint the graph asks for first: its
+        ``aget_tuple`` then takes this answer instead of a hop to a worker thread and back.
+        For the executor, which claims the run on a thread with no loop running yet; the
+        attempt holds the thread, so nothing else writes its checkpoints in between."""
+        try:
+            self._read_ahead = (_read_key(config), self.get_tuple(config))
+        except Exception:  # the graph's own read meets the error and fails the attempt as usual
+            logger.warning("Run %s: could not read its checkpoint ahead", self.run_id, exc_info=True)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        ahead, self._read_ahead = self._read_ahead, None  # good for the first read only
+        if ahead is not None and ahead[0] == _read_key(config):
+            return ahead[1]
+        return await super().aget_tuple(config)
 
     def write_guard(self) -> tuple[str, list] | None:
         return self.fence if self.guard_in_band else None

@@ -152,3 +152,32 @@ def test_keeper_keeps_renewing_an_attempt_that_took_over_in_the_same_process(set
     assert Run.objects.get(pk=run.pk).lease_expires_at > timezone.now()
     assert verdicts == []
     keeper.release(takeover)
+
+
+@on_both
+def test_a_read_ahead_answers_the_first_read_only(alias: str) -> None:
+    """The executor reads the thread's checkpoint as it claims the run; the graph's first read
+    takes that answer, every later read (or a first one for another namespace) the database's."""
+    run = running_run(alias)
+    thread_id = str(run.thread_id)
+    saver = FencedCheckpointSaver(str(run.run_id), run.lease_token, alias)
+    config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    subgraph = {"configurable": {"thread_id": thread_id, "checkpoint_ns": "sub"}}
+
+    def checkpoint_ids(*reads: dict) -> list[str | None]:
+        async def read_all() -> list[Any]:
+            return [await saver.aget_tuple(read) for read in reads]
+
+        return [found and found.checkpoint["id"] for found in asyncio.run(read_all())]
+
+    write_step(saver, thread_id)
+    first = saver.get_tuple(config).checkpoint["id"]
+    saver.read_ahead(config)
+    write_step(saver, thread_id)  # only a read from the database sees this one
+    second = saver.get_tuple(config).checkpoint["id"]
+    assert checkpoint_ids(config, config) == [first, second]
+
+    saver.read_ahead(config)
+    write_step(saver, thread_id)
+    third = saver.get_tuple(config).checkpoint["id"]
+    assert checkpoint_ids(subgraph, config) == [None, third]
