@@ -18,6 +18,7 @@ from django.utils import timezone
 from agentserver.errors import APIError, bad_request, conflict, not_found, unprocessable
 from agentserver.events import get_event_bus
 from agentserver.rows import (
+    fetch_by_key,
     fetch_instance,
     insert_row,
     insert_statement,
@@ -359,7 +360,7 @@ def _after_cancel(signals: list[tuple[str, str]], threads: set[uuid.UUID]) -> No
 
 
 def get_thread_run(thread_id: uuid.UUID, run_id: uuid.UUID) -> Run:
-    run = Run.objects.filter(pk=run_id, thread_id=thread_id).first()
+    run = fetch_by_key(Run, run_id=run_id, thread_id=thread_id)
     if run is None:
         raise not_found("Run not found")
     return run
@@ -390,7 +391,7 @@ def run_output(run: Run) -> Any:
         return run.output
     if run.error:
         return {"__error__": run.error}
-    thread = Thread.objects.filter(pk=run.thread_id).first()
+    thread = fetch_by_key(Thread, thread_id=run.thread_id)
     if thread is None:
         return {}
     values = dict(thread.values) if isinstance(thread.values, dict) else (thread.values or {})

@@ -19,6 +19,7 @@ from agentserver.conf import server_settings
 from agentserver.errors import APIError
 from agentserver.events import HEARTBEAT, Event, Heartbeat, get_event_bus, id_key
 from agentserver.renderers import dumps
+from agentserver.rows import fetch_by_key
 from agentserver.streaming import KEEPALIVE
 from runs.models import ACTIVE_RUN_STATUSES, Run
 from runs.services import cancel_runs, run_output
@@ -54,7 +55,7 @@ def mode_matches(event: str, modes: set[str]) -> bool:
 
 @database_sync_to_async
 def _run_state(run_id: str) -> Run | None:
-    return Run.objects.filter(pk=run_id).first()
+    return fetch_by_key(Run, run_id=run_id)
 
 
 async def run_is_over(run_id: str) -> bool:
@@ -159,7 +160,7 @@ async def until_stopped(run_id: str) -> AsyncIterator[bytes]:
 
 @database_sync_to_async
 def stored_output(run_id: str) -> Any:
-    run = Run.objects.filter(pk=run_id).first()
+    run = fetch_by_key(Run, run_id=run_id)
     return run_output(run) if run is not None else {}
 
 

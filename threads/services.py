@@ -19,7 +19,7 @@ from langchain_core.utils.uuid import uuid7
 from agentserver.config import get_config
 from agentserver.errors import conflict, not_found, parse_uuid, unprocessable
 from agentserver.jsonquery import json_contains
-from agentserver.rows import insert_row
+from agentserver.rows import fetch_by_key, insert_row
 from threads.checkpointer import DjangoCheckpointSaver
 from threads.models import Thread, ThreadStatus
 from threads.serializers import select_thread_fields, thread_wire
@@ -34,7 +34,7 @@ MISSING = object()
 def get_thread(thread_id: Any) -> Thread:
     """The thread or the reference's 404; a malformed id is a 422."""
     pk = parse_uuid(thread_id, "thread")
-    thread = Thread.objects.filter(pk=pk).first()
+    thread = fetch_by_key(Thread, thread_id=pk)
     if thread is None:
         raise not_found(f"Thread with ID {pk} not found")
     return thread

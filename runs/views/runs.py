@@ -23,6 +23,7 @@ from agentserver.openapi import ANY_JSON, LAST_EVENT_ID, QUERY, SSE, errors, que
 from agentserver.openapi import query_int as int_param
 from agentserver.openapi import query_list as list_param
 from agentserver.params import query_bool, query_int, query_list
+from agentserver.rows import fetch_by_key
 from agentserver.streaming import OutputResponse, StreamingResponse
 from agentserver.validation import validated
 from runs import services, streams
@@ -248,10 +249,8 @@ class JoinStreamView(APIView):
     )
     def get(self, request: Request, run_id: str, thread_id: str | None = None) -> StreamingResponse:
         rid = parse_uuid(run_id, "run")
-        runs = Run.objects.filter(pk=rid)
-        if thread_id is not None:
-            runs = runs.filter(thread_id=parse_uuid(thread_id, "thread"))
-        run = runs.first()
+        key = {"run_id": rid} if thread_id is None else {"run_id": rid, "thread_id": parse_uuid(thread_id, "thread")}
+        run = fetch_by_key(Run, **key)
         # A finished stateless run is gone from the database with its temporary thread,
         # but its retained events can still be replayed.
         if run is None and (thread_id is not None or not get_event_bus().has_run(str(rid))):
@@ -287,7 +286,7 @@ class CancelRunView(APIView):
         if not query_bool(query, "wait"):
             _release_connection()
             return StreamingResponse(streams.until_stopped(str(rid)), status=202)
-        run = Run.objects.filter(pk=rid).first()
+        run = fetch_by_key(Run, run_id=rid)
         if run is None:  # rolled back: nothing left to wait for
             return Response(None)
         return _join_response(request, run)
