@@ -21,6 +21,16 @@ async def test_wait_returns_final_values(client) -> None:
     assert (await client.threads.get(thread["thread_id"]))["status"] == "idle"
 
 
+async def test_tasks_a_graph_leaves_behind_end_with_its_run(client, tmp_path) -> None:
+    """As with asyncio.run: a task a node started and never awaited is cancelled as the run
+    ends (before its outcome is told), instead of living on in the worker beside later runs."""
+    marker = tmp_path / "outcome"
+    thread = await client.threads.create()
+    result = await client.runs.wait(thread["thread_id"], "leaves_task", input={"items": [str(marker)]})
+    assert result == {"items": [str(marker), "left"]}
+    assert marker.exists() and marker.read_text() == "cancelled"
+
+
 async def test_stream_yields_metadata_first_then_updates_in_order(client) -> None:
     thread = await client.threads.create()
     parts = [

@@ -62,6 +62,28 @@ def _ask(state: State) -> dict:
 interrupt_once = StateGraph(State).add_node("ask", _ask).add_edge(START, "ask").add_edge("ask", END).compile()
 
 
+async def _leave_task(state: State) -> dict:
+    """Starts a task it never awaits, which writes how it ended to the file named by the input."""
+    marker = state["items"][0]
+
+    async def later() -> None:
+        outcome = "outlived its run"
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            with open(marker, "w") as file:
+                file.write(outcome)
+
+    asyncio.get_running_loop().create_task(later())
+    return {"items": ["left"]}
+
+
+leaves_task = StateGraph(State).add_node("leave", _leave_task).add_edge(START, "leave").add_edge("leave", END).compile()
+
+
 def _fail(state: State) -> dict:
     raise ValueError("this graph always fails")
 
