@@ -2,11 +2,14 @@
 """A/B of two checkouts' CPU per run, measured side by side at the same moment.
 
     python bench/ab.py --base /tmp/base-checkout [--rounds 3] [--duration 10] [--mode prod]
+    python bench/ab.py --base . --mode dev --new-env AGENTSERVER_INPROCESS_WORKERS=4
 
 Each round starts the production server (or ``dev``) of this checkout and of ``--base``
 (e.g. ``git worktree add /tmp/base HEAD~1``), then drives both at once, each with its own
 harness (``bench_agent_server.py``, throughput phase, 8 clients), and prints the CPU per run
 of each process (web, worker, the harness itself) and the change against the base.
+``--base-env`` and ``--new-env`` add environment variables to one side's server: with
+``--base .`` that compares two settings of the same code.
 
 Why at the same moment: this machine's speed drifts by tens of percent within minutes,
 so a change of 3 % cannot be told from noise by runs one after another; two servers
@@ -34,6 +37,7 @@ import json, sys
 sys.path[:0] = [".", "bench"]
 from run import make_server
 server = make_server(sys.argv[1])
+server.extra_env.update(json.loads(sys.argv[2]))
 server.start()
 pids = {"web": server.web.pid}
 for proc in server.worker_procs:
@@ -47,9 +51,9 @@ finally:
 """
 
 
-def start(checkout: Path, mode: str) -> tuple[subprocess.Popen, dict]:
+def start(checkout: Path, mode: str, env: dict[str, str]) -> tuple[subprocess.Popen, dict]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE, mode], cwd=checkout, stdin=subprocess.PIPE,
+        [sys.executable, "-c", SERVE, mode, json.dumps(env)], cwd=checkout, stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     line = proc.stdout.readline() if proc.stdout else ""
@@ -86,11 +90,11 @@ def harness(server: dict, duration: float, out: dict, key: str) -> None:
     out[key] = {**level["cpu_ms_per_run"], "runs_per_s": level["runs_per_s"], "errors": result["errors"]["total"]}
 
 
-def one_round(base: Path, mode: str, duration: float) -> dict:
+def one_round(base: Path, mode: str, duration: float, envs: dict[str, dict[str, str]]) -> dict:
     servers = {}
     try:
-        servers["base"] = start(base, mode)
-        servers["new"] = start(ROOT, mode)
+        servers["base"] = start(base, mode, envs["base"])
+        servers["new"] = start(ROOT, mode, envs["new"])
         out: dict = {}
         threads = [
             threading.Thread(target=harness, args=(servers[key][1], duration, out, key)) for key in ("base", "new")
@@ -105,16 +109,25 @@ def one_round(base: Path, mode: str, duration: float) -> dict:
             stop(proc)
 
 
+def environment(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, str]:
+    if bad := [pair for pair in pairs if "=" not in pair]:
+        parser.error(f"expected NAME=VALUE, got {bad}")
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True, type=Path, help="the other checkout (a git worktree)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per round")
     parser.add_argument("--mode", choices=("prod", "dev"), default="prod")
+    parser.add_argument("--base-env", action="append", default=[], metavar="NAME=VALUE", help="for the base's server")
+    parser.add_argument("--new-env", action="append", default=[], metavar="NAME=VALUE", help="for this checkout's server")
     args = parser.parse_args(argv)
+    envs = {"base": environment(parser, args.base_env), "new": environment(parser, args.new_env)}
     changes: dict[str, list[float]] = {}
     for number in range(1, args.rounds + 1):
-        out = one_round(args.base.resolve(), args.mode, args.duration)
+        out = one_round(args.base.resolve(), args.mode, args.duration, envs)
         for key in ("base", "new"):
             out.setdefault(key, {"error": "the harness did not finish"})
         failed = [key for key in ("base", "new") if "error" in out[key] or out[key]["errors"]]
