@@ -15,12 +15,14 @@ Use it as ``ENGINE: "agentserver.sqlite"``, with the options of Django's backend
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import OperationalError
 from django.db.backends.sqlite3 import base
 
+T = TypeVar("T")
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -48,6 +50,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self.holds_write_lock:
             self.holds_write_lock = False
             self.write_lock.release()
+
+    def with_write_lock(self, call: Callable[..., T], *args: Any) -> T:
+        self.acquire_write_lock()
+        try:
+            return call(*args)
+        finally:
+            self.release_write_lock()
 
     def create_cursor(self, name: str | None = None) -> Any:
         cursor = self.connection.cursor(factory=SQLiteCursorWrapper)
@@ -88,22 +97,18 @@ class SQLiteCursorWrapper(base.SQLiteCursorWrapper):
     wrapper: DatabaseWrapper
 
     def execute(self, query: str, params: Any = None) -> Any:
-        if self.connection.in_transaction or self.wrapper.holds_write_lock or is_read(query):
-            return super().execute(query, params)
-        self.wrapper.acquire_write_lock()
-        try:
-            return super().execute(query, params)
-        finally:
-            self.wrapper.release_write_lock()
+        if self._alone() and not is_read(query):
+            return self.wrapper.with_write_lock(super().execute, query, params)
+        return super().execute(query, params)
 
     def executemany(self, query: str, param_list: Any) -> Any:
-        if self.connection.in_transaction or self.wrapper.holds_write_lock:
-            return super().executemany(query, param_list)
-        self.wrapper.acquire_write_lock()
-        try:
-            return super().executemany(query, param_list)
-        finally:
-            self.wrapper.release_write_lock()
+        if self._alone():
+            return self.wrapper.with_write_lock(super().executemany, query, param_list)
+        return super().executemany(query, param_list)
+
+    def _alone(self) -> bool:
+        """Whether a statement runs outside any transaction (else that holds the lock)."""
+        return not (self.connection.in_transaction or self.wrapper.holds_write_lock)
 
     def convert_query(self, query: str, *, param_names: list[str] | None = None) -> str:
         if param_names is None:

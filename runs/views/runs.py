@@ -249,7 +249,9 @@ class JoinStreamView(APIView):
     )
     def get(self, request: Request, run_id: str, thread_id: str | None = None) -> StreamingResponse:
         rid = parse_uuid(run_id, "run")
-        key = {"run_id": rid} if thread_id is None else {"run_id": rid, "thread_id": parse_uuid(thread_id, "thread")}
+        key: dict[str, object] = {"run_id": rid}
+        if thread_id is not None:
+            key["thread_id"] = parse_uuid(thread_id, "thread")
         run = fetch_by_key(Run, **key)
         # A finished stateless run is gone from the database with its temporary thread,
         # but its retained events can still be replayed.
