@@ -57,6 +57,23 @@ class Thread(models.Model):
         return str(self.thread_id)
 
 
+class ThreadTally(models.Model):
+    """How many threads exist, kept by triggers on ``threads_thread`` (migration 0004), so
+    that an unfiltered ``threads.search`` or ``threads.count`` answers its total without
+    counting every row: ``COUNT(*)`` reads the whole table, a cost that grows with it.
+
+    The total is the sum of the rows. On Postgres a statement adds to the row of its
+    connection's backend process (``pg_backend_pid() % 64``), so transactions that insert
+    threads at the same time rarely wait for one row; SQLite has one writer and one row.
+    """
+
+    shard = models.SmallIntegerField(primary_key=True)
+    threads = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"shard {self.shard}: {self.threads}"
+
+
 class Checkpoint(models.Model):
     """One checkpoint without its channel values (those live in ``CheckpointBlob``).
 

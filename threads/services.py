@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, QuerySet, Sum
 from django.utils import timezone
 from langchain_core.utils.uuid import uuid7
 
@@ -21,7 +21,7 @@ from agentserver.errors import conflict, not_found, parse_uuid, unprocessable
 from agentserver.jsonquery import json_contains
 from agentserver.rows import fetch_by_key, insert_row
 from threads.checkpointer import DjangoCheckpointSaver
-from threads.models import Thread, ThreadStatus
+from threads.models import Thread, ThreadStatus, ThreadTally
 from threads.serializers import select_thread_fields, thread_wire
 from threads.state import apply_supersteps
 
@@ -195,6 +195,10 @@ def filter_threads(
 
 
 def count_threads(**filters: Any) -> int:
+    """How many threads match; with no filter, the tally the database keeps (``ThreadTally``)
+    rather than a count of every row."""
+    if not any(filters.values()):
+        return ThreadTally.objects.aggregate(total=Sum("threads"))["total"] or 0
     return filter_threads(**filters).count()
 
 
@@ -218,7 +222,7 @@ def search_threads(
     else:  # a plain order, which thread_search_idx serves
         order = column.desc() if descending else column.asc()
     tiebreak = "-thread_id" if descending else "thread_id"
-    total = queryset.count()
+    total = count_threads(**filters)
     page = list(queryset.order_by(order, tiebreak)[offset : offset + limit])
     return [_search_item(thread, select, extract) for thread in page], total
 
