@@ -74,6 +74,15 @@ def test_emptying_both_tables_in_either_order_leaves_a_zero_total_on_sqlite() ->
     assert tally(alias) == real_count(alias) == 1
 
 
+def test_truncating_the_threads_empties_the_tally_on_postgres() -> None:
+    Thread.objects.bulk_create([Thread() for _ in range(3)])
+    with connections["default"].cursor() as cursor:
+        cursor.execute("TRUNCATE threads_thread CASCADE")
+    assert tally("default") == real_count("default") == 0
+    Thread.objects.create()
+    assert tally("default") == 1
+
+
 @on_both
 def test_the_migration_counts_the_threads_already_there(alias: str) -> None:
     connection = connections[alias]

@@ -17,11 +17,21 @@ CREATE TRIGGER threads_tally_insert AFTER INSERT ON threads_thread
     REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION threads_tally();
 CREATE TRIGGER threads_tally_delete AFTER DELETE ON threads_thread
     REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION threads_tally();
+-- TRUNCATE fires no DELETE trigger: an operator's TRUNCATE ... CASCADE empties the tally too.
+CREATE FUNCTION threads_tally_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM threads_threadtally;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER threads_tally_truncate AFTER TRUNCATE ON threads_thread
+    FOR EACH STATEMENT EXECUTE FUNCTION threads_tally_truncate();
 """
 POSTGRES_DROP = """
 DROP TRIGGER IF EXISTS threads_tally_insert ON threads_thread;
 DROP TRIGGER IF EXISTS threads_tally_delete ON threads_thread;
+DROP TRIGGER IF EXISTS threads_tally_truncate ON threads_thread;
 DROP FUNCTION IF EXISTS threads_tally();
+DROP FUNCTION IF EXISTS threads_tally_truncate();
 """
 # SQLite: a delete only subtracts from the row that is there. Django's flush empties the
 # tables one by one, in either order: no row must come back with a negative count.
