@@ -110,3 +110,15 @@ def test_an_unfiltered_total_does_not_count_the_threads() -> None:
     # A filter still counts the rows it matches.
     assert services.search_threads(limit=1, metadata={"n": 1})[1] == services.count_threads(metadata={"n": 1}) == 2
     assert services.count_threads(metadata={}) == 5  # an empty filter is no filter
+
+
+@pytest.mark.filterwarnings("ignore:No directory at")  # WhiteNoise: no collectstatic in tests
+def test_the_admin_thread_list_counts_by_the_tally(admin_client) -> None:
+    Thread.objects.bulk_create([Thread(status="idle") for _ in range(4)] + [Thread(status="error")])
+    with CaptureQueriesContext(connections["default"]) as queries:
+        listing = admin_client.get("/admin/threads/thread/")
+    assert listing.status_code == 200 and "5 threads" in listing.content.decode()
+    counts = [q["sql"] for q in queries if "COUNT(" in q["sql"].upper() and "threads_thread" in q["sql"]]
+    assert not counts
+    filtered = admin_client.get("/admin/threads/thread/?status__exact=error")
+    assert "1 thread" in filtered.content.decode()  # a filter still counts its rows

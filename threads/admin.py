@@ -5,10 +5,24 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.functional import cached_property
 
 from threads.models import Thread, ThreadStatus
+from threads.services import thread_total
+
+
+class ThreadPaginator(Paginator):
+    """The thread list's count: with no filter or search, the tally (``ThreadTally``) instead
+    of counting every thread, whose cost grows with the table."""
+
+    @cached_property
+    def count(self) -> int:
+        if isinstance(self.object_list, QuerySet) and not self.object_list.query.where:
+            return thread_total()
+        return super().count
 
 
 @admin.register(Thread)
@@ -38,6 +52,7 @@ class ThreadAdmin(admin.ModelAdmin):
     )
     actions = ("mark_idle",)
     show_full_result_count = False
+    paginator = ThreadPaginator
 
     @admin.display(description="graph")
     def graph_id(self, thread: Thread) -> str:

@@ -195,11 +195,16 @@ def filter_threads(
 
 
 def count_threads(**filters: Any) -> int:
-    """How many threads match; with no filter, the tally the database keeps (``ThreadTally``)
-    rather than a count of every row."""
+    """How many threads match; with no filter, ``thread_total``."""
     if not any(filters.values()):
-        return ThreadTally.objects.aggregate(total=Sum("threads"))["total"] or 0
+        return thread_total()
     return filter_threads(**filters).count()
+
+
+def thread_total() -> int:
+    """How many threads exist: the tally the database keeps (``ThreadTally``), rather than a
+    count of every row."""
+    return ThreadTally.objects.aggregate(total=Sum("threads"))["total"] or 0
 
 
 def search_threads(
