@@ -2,7 +2,7 @@
 
 from django.db import migrations, models
 
-# Statement-level on Postgres: a bulk insert or delete (seeding, prune, the TTL sweep) adds
+# Statement-level on Postgres: a bulk insert or delete (a seeding, `threads/prune`) adds
 # its row count once, not once per row.
 POSTGRES = """
 CREATE FUNCTION threads_tally() RETURNS trigger LANGUAGE plpgsql AS $$
