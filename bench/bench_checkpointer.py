@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import statistics
 import sys
@@ -225,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.threads = 20, 1
+    if importlib.util.find_spec("langgraph.checkpoint.postgres") is None:
+        print("needs the saver it compares against: pip install langgraph-checkpoint-postgres==3.2.0", file=sys.stderr)
+        return 2
 
     admin(f'CREATE DATABASE "{OURS_DB}"')
     admin(f'CREATE DATABASE "{THEIRS_DB}"')
