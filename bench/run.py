@@ -106,12 +106,6 @@ class BenchServer(LiveServer):
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f"agentserver-bench-{self.mode}-"))
 
-    def stop(self) -> None:
-        try:
-            super().stop()
-        finally:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
     def start_worker(self, concurrency: int = WORKER_CONCURRENCY) -> subprocess.Popen:
         return super().start_worker(concurrency)
 

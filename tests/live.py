@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -281,3 +282,4 @@ class LiveServer:
             drop_database(self.db_name)
             if self.redis_db is not None:
                 release_redis_db(self.redis_db, self.db_name)
+        shutil.rmtree(self.tmp, ignore_errors=True)  # its logs, ledger and SQLite file
