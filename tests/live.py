@@ -273,13 +273,15 @@ class LiveServer:
             proc.wait(timeout=5)
 
     def stop(self) -> None:
-        for proc in [*self.worker_procs, self.web]:
-            if proc is not None:
-                self.kill(proc)
-        for log in self._log_files:
-            log.close()
-        if self.mode == "prod":
-            drop_database(self.db_name)
-            if self.redis_db is not None:
-                release_redis_db(self.redis_db, self.db_name)
-        shutil.rmtree(self.tmp, ignore_errors=True)  # its logs, ledger and SQLite file
+        try:
+            for proc in [*self.worker_procs, self.web]:
+                if proc is not None:
+                    self.kill(proc)
+            for log in self._log_files:
+                log.close()
+            if self.mode == "prod":
+                drop_database(self.db_name)
+                if self.redis_db is not None:
+                    release_redis_db(self.redis_db, self.db_name)
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)  # its logs, ledger and SQLite file
