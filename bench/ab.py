@@ -3,6 +3,7 @@
 
     python bench/ab.py --base /tmp/base-checkout [--rounds 3] [--duration 10] [--mode prod]
     python bench/ab.py --base . --mode dev --new-env AGENTSERVER_INPROCESS_WORKERS=4
+    python bench/ab.py --base /tmp/base-checkout --mode dev --one-at-a-time --rounds 8 --duration 6
 
 Each round starts the production server (or ``dev``) of this checkout and of ``--base``
 (e.g. ``git worktree add /tmp/base HEAD~1``), then drives both at once, each with its own
@@ -15,6 +16,11 @@ Why at the same moment: this machine's speed drifts by tens of percent within mi
 so a change of 3 % cannot be told from noise by runs one after another; two servers
 sharing the machine's current speed can. Both compete for the same cores, so the absolute
 figures are higher than ``run.py``'s: compare the two columns, not across days.
+
+``--one-at-a-time`` runs the two one after the other instead (base first in odd rounds,
+new first in even ones), for a change in how a server shares the cores (which CPUs it
+runs on, how many threads): there the other server would be part of what is measured.
+Short rounds keep the pair within the same minute; take the median of many.
 """
 
 from __future__ import annotations
@@ -109,6 +115,18 @@ def one_round(base: Path, mode: str, duration: float, envs: dict[str, dict[str, 
             stop(proc)
 
 
+def one_round_alone(base: Path, mode: str, duration: float, envs: dict[str, dict[str, str]], order: list[str]) -> dict:
+    """Each server alone on the machine, one after the other in ``order``."""
+    checkouts, out = {"base": base, "new": ROOT}, {}
+    for key in order:
+        proc, server = start(checkouts[key], mode, envs[key])
+        try:
+            harness(server, duration, out, key)
+        finally:
+            stop(proc)
+    return out
+
+
 def environment(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, str]:
     if bad := [pair for pair in pairs if "=" not in pair]:
         parser.error(f"expected NAME=VALUE, got {bad}")
@@ -123,11 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("prod", "dev"), default="prod")
     parser.add_argument("--base-env", action="append", default=[], metavar="NAME=VALUE", help="for the base's server")
     parser.add_argument("--new-env", action="append", default=[], metavar="NAME=VALUE", help="for this checkout's server")
+    parser.add_argument("--one-at-a-time", action="store_true", help="run the two servers in turn, not together")
     args = parser.parse_args(argv)
     envs = {"base": environment(parser, args.base_env), "new": environment(parser, args.new_env)}
     changes: dict[str, list[float]] = {}
     for number in range(1, args.rounds + 1):
-        out = one_round(args.base.resolve(), args.mode, args.duration, envs)
+        if args.one_at_a_time:
+            order = ["base", "new"] if number % 2 else ["new", "base"]
+            out = one_round_alone(args.base.resolve(), args.mode, args.duration, envs, order)
+        else:
+            out = one_round(args.base.resolve(), args.mode, args.duration, envs)
         for key in ("base", "new"):
             out.setdefault(key, {"error": "the harness did not finish"})
         failed = [key for key in ("base", "new") if "error" in out[key] or out[key]["errors"]]
@@ -142,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             change = 100 * (after - before) / before
             changes.setdefault(process, []).append(change)
             print(f"  {process:10s} base {before:7.3f}   new {after:7.3f}   {change:+5.1f} %")
-        print(f"  {'runs/s':10s} base {out['base']['runs_per_s']:7.1f}   new {out['new']['runs_per_s']:7.1f}")
+        before, after = out["base"]["runs_per_s"], out["new"]["runs_per_s"]
+        changes.setdefault("runs/s", []).append(100 * (after - before) / before)
+        print(f"  {'runs/s':10s} base {before:7.1f}   new {after:7.1f}   {changes['runs/s'][-1]:+5.1f} %")
     print("median change: " + ", ".join(f"{p} {statistics.median(c):+.1f} %" for p, c in changes.items()))
     return 0
 

@@ -99,6 +99,8 @@ class LiveServer:
     redis_db: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     config: Path = GRAPHS_CONFIG
+    # More options of `manage.py dev` (dev mode only).
+    dev_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.port = free_port()
@@ -157,7 +159,8 @@ class LiveServer:
         else:
             self.web = self._spawn(
                 "web",
-                [sys.executable, "manage.py", "dev", "--port", str(self.port), "--log-level", "warning"],
+                [sys.executable, "manage.py", "dev", "--port", str(self.port), "--log-level", "warning",
+                 *self.dev_args],
             )
         self.wait_ready()
         return self

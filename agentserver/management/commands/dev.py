@@ -3,7 +3,8 @@
 Migrates the database, imports the configured graphs (stopping with a clear message if
 one fails), and serves the API with uvicorn. Runs execute on an in-process thread pool
 and stream through an in-process event bus, so no other service is needed; set
-``DATABASE_URL`` to use Postgres instead of the SQLite file.
+``DATABASE_URL`` to use Postgres instead of the SQLite file. The process keeps to one CPU
+unless told ``--all-cpus`` (see ``pin_to_one_cpu``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,41 @@ from agentserver.conf import server_settings
 from runs.sweeper import sweep_runs
 
 logger = logging.getLogger(__name__)
+
+
+def pin_to_one_cpu() -> int | None:
+    """Keep every thread of this process on the CPU it runs on now; returns that CPU, or
+    None where there is nothing to pin (one CPU allowed, or no affinity: macOS, Windows).
+
+    Why: this process is a dozen threads (the event loop, request threads, run threads,
+    the checkpoint writer) that hand work to each other many times per run and take turns
+    at the GIL, so only one of them runs Python at a time anyway. Spread over CPUs, each
+    hand-over wakes a thread on another CPU (an inter-processor interrupt, and a cold
+    cache): on the 2-CPU bench machine that was ~20 % of the process's CPU per run
+    (``bench/README.md``, "dev on one CPU"). What one CPU costs: native code that runs
+    beside the GIL (numpy, a tokenizer) in two nodes at once no longer runs in parallel,
+    and subprocesses a graph starts inherit the one CPU; ``--all-cpus`` keeps them all.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2:
+        return None
+    cpu = current_cpu()
+    if cpu not in allowed:
+        cpu = min(allowed)
+    # Threads started later inherit the mask of the thread that starts them.
+    for task in os.listdir("/proc/self/task"):
+        with suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task), {cpu})
+    return cpu
+
+
+def current_cpu() -> int:
+    """The CPU this thread last ran on (field 39 of ``/proc/self/stat``): where the
+    scheduler found room, rather than always CPU 0."""
+    stat = Path("/proc/self/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[36])
 
 
 def start_sweeper(interval: float) -> None:
@@ -51,6 +88,10 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=2024)
         parser.add_argument("--log-level", default="info")
+        parser.add_argument(
+            "--all-cpus", action="store_true",
+            help="run on every CPU the process may use (default: keep to one; see pin_to_one_cpu)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["config"]:
@@ -65,9 +106,11 @@ class Command(BaseCommand):
 
         call_command("migrate", interactive=False, verbosity=0)
         call_command("check")
+        cpu = None if options["all_cpus"] else pin_to_one_cpu()
         start_sweeper(server_settings.SWEEP_INTERVAL_SECONDS)
+        where = "every CPU" if cpu is None else f"CPU {cpu} (--all-cpus for every CPU)"
         self.stdout.write(
-            f"agentserver: serving {server_settings.CONFIG} on http://{options['host']}:{options['port']}"
+            f"agentserver: serving {server_settings.CONFIG} on http://{options['host']}:{options['port']}, on {where}"
         )
         uvicorn.run(
             "agentserver.asgi:application",
