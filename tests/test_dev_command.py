@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_sync_client
 
+from agentserver.management.commands.dev import pin_to_one_cpu
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.skipif(
@@ -53,3 +54,15 @@ def test_dev_with_all_cpus_keeps_the_cpus_it_was_given() -> None:
         assert "on every CPU" in Path(live.tmp / "web.log").read_text()
     finally:
         live.stop()
+
+
+def test_dev_serves_on_every_cpu_where_pinning_is_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sandbox that refuses ``sched_setaffinity`` must not stop the server from starting."""
+
+    def refuse(pid: int, cpus: set[int]) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    given = os.sched_getaffinity(0)
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
+    assert pin_to_one_cpu() is None
+    assert os.sched_getaffinity(0) == given

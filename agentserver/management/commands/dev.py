@@ -46,13 +46,17 @@ def pin_to_one_cpu() -> int | None:
     allowed = os.sched_getaffinity(0)
     if len(allowed) < 2:
         return None
-    cpu = current_cpu()
-    if cpu not in allowed:
-        cpu = min(allowed)
-    # Threads started later inherit the mask of the thread that starts them.
-    for task in os.listdir("/proc/self/task"):
-        with suppress(ProcessLookupError):  # a thread that ended meanwhile
-            os.sched_setaffinity(int(task), {cpu})
+    try:
+        cpu = current_cpu()
+        if cpu not in allowed:
+            cpu = min(allowed)
+        # Threads started later inherit the mask of the thread that starts them.
+        for task in os.listdir("/proc/self/task"):
+            with suppress(ProcessLookupError):  # a thread that ended meanwhile
+                os.sched_setaffinity(int(task), {cpu})
+    except OSError as exc:  # a sandbox that forbids it: serve anyway, on every CPU
+        logger.warning("Could not keep to one CPU (%s); running on every CPU", exc)
+        return None
     return cpu
 
 
