@@ -195,10 +195,12 @@ def filter_threads(
 
 
 def count_threads(**filters: Any) -> int:
-    """How many threads match; with no filter, ``thread_total``."""
-    if not any(filters.values()):
-        return thread_total()
-    return filter_threads(**filters).count()
+    return _count_matching(filter_threads(**filters), filters)
+
+
+def _count_matching(queryset: QuerySet[Thread], filters: dict[str, Any]) -> int:
+    """How many threads ``queryset`` (built from ``filters``) holds; with no filter, ``thread_total``."""
+    return queryset.count() if any(filters.values()) else thread_total()
 
 
 def thread_total() -> int:
@@ -227,7 +229,7 @@ def search_threads(
     else:  # a plain order, which thread_search_idx serves
         order = column.desc() if descending else column.asc()
     tiebreak = "-thread_id" if descending else "thread_id"
-    total = count_threads(**filters)
+    total = _count_matching(queryset, filters)
     page = list(queryset.order_by(order, tiebreak)[offset : offset + limit])
     return [_search_item(thread, select, extract) for thread in page], total
 
