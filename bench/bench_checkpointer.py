@@ -15,8 +15,8 @@ measured. Prints ms/step (mean, p50, p95) for each saver and the ratio ours ÷ t
 the server's share is not counted). The databases are dropped afterwards. The machine's
 load moves single runs by ±15%: compare several runs, or raise ``--threads``.
 
-Needs ``langgraph-checkpoint-postgres`` (and ``psycopg[binary,pool]``) in the same Python
-as the project's requirements; Postgres at ``$AGENTSERVER_TEST_POSTGRES`` (default
+Needs ``langgraph-checkpoint-postgres`` (pinned in ``requirements.txt``) in the same Python as
+the project; Postgres at ``$AGENTSERVER_TEST_POSTGRES`` (default
 postgresql://postgres@127.0.0.1:5432/postgres, trust auth).
 """
 
