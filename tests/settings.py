@@ -1,6 +1,8 @@
 """Test settings: Postgres as the default database (CI has it), SQLite as a second alias.
 
 The checkpointer and store run their conformance tests on both aliases in one session.
+``pooled`` is the default database again, through a connection pool as the server reaches
+Postgres (``agentserver.settings``), for the code that borrows pooled connections itself.
 """
 
 from __future__ import annotations
@@ -21,4 +23,9 @@ DATABASES["sqlite"] = {
     "NAME": str(BASE_DIR / "test-agentserver.sqlite3"),
     "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
     "TEST": {"NAME": str(BASE_DIR / "test-agentserver.sqlite3")},
+}
+DATABASES["pooled"] = {
+    **DATABASES["default"],
+    "OPTIONS": {"pool": {"min_size": 1, "max_size": 4, "timeout": 10}},
+    "TEST": {"MIRROR": "default"},
 }

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 from langgraph.checkpoint.conformance.test_utils import generate_checkpoint, generate_metadata
 
@@ -18,10 +20,17 @@ from runs.lease import FencedCheckpointSaver, LeaseKeeper, LeaseLost
 from runs.models import Run, RunStatus
 from threads.models import Checkpoint, CheckpointBlob, CheckpointWrite, Thread, ThreadStatus
 
-DATABASES = ["default", "sqlite"]
+DATABASES = ["default", "sqlite", "pooled"]
 
 pytestmark = pytest.mark.django_db(databases=DATABASES, transaction=True)
-on_both = pytest.mark.parametrize("alias", DATABASES)
+on_both = pytest.mark.parametrize("alias", DATABASES)  # "pooled": the server's Postgres setup
+
+
+@pytest.fixture(scope="module", autouse=True)
+def close_the_pool() -> Iterator[None]:
+    """Connections left in the pool would keep the test database from being dropped."""
+    yield
+    connections["pooled"].close_pool()
 
 
 def running_run(alias: str) -> Run:
@@ -79,6 +88,37 @@ def test_an_attempt_of_a_finished_run_writes_nothing(alias: str) -> None:
             [("items", ["late"])], task_id="task-2",
         )
     assert stored(alias, str(run.thread_id)) == (1, 1, 1)
+
+
+@on_both
+def test_the_lease_holders_async_writes_are_stored(alias: str) -> None:
+    """As the executor writes: a step's writes and checkpoint at once, from the attempt's loop."""
+    run = running_run(alias)
+    saver = FencedCheckpointSaver(str(run.run_id), run.lease_token, alias)
+    config = {"configurable": {"thread_id": str(run.thread_id), "checkpoint_ns": ""}}
+    checkpoint = generate_checkpoint(channel_values={"items": ["a"]}, channel_versions={"items": "1"})
+    written = {"configurable": {**config["configurable"], "checkpoint_id": checkpoint["id"]}}
+
+    async def step() -> None:
+        await asyncio.gather(
+            saver.aput(config, checkpoint, generate_metadata(), {"items": "1"}),  # type: ignore[arg-type]
+            saver.aput_writes(written, [("items", ["b"])], task_id="task-1"),  # type: ignore[arg-type]
+        )
+
+    asyncio.run(step())
+    assert stored(alias, str(run.thread_id)) == (1, 1, 1)
+    assert saver.get_tuple(config).pending_writes == [("task-1", "items", ["b"])]
+
+
+def test_on_a_pooled_postgres_an_attempts_writes_take_no_worker_thread(monkeypatch) -> None:
+    """The executor's loop serves one attempt: its writes go from there on a pooled connection."""
+    run = running_run("pooled")
+    saver = FencedCheckpointSaver(str(run.run_id), run.lease_token, "pooled")
+    monkeypatch.setattr(FencedCheckpointSaver, "_workers", lambda *_: pytest.fail("a write went to a worker thread"))
+    config = {"configurable": {"thread_id": str(run.thread_id), "checkpoint_ns": ""}}
+    checkpoint = generate_checkpoint(channel_values={"items": ["a"]}, channel_versions={"items": "1"})
+    asyncio.run(saver.aput(config, checkpoint, generate_metadata(), {"items": "1"}))  # type: ignore[arg-type]
+    assert stored("pooled", str(run.thread_id)) == (1, 1, 0)
 
 
 @on_both

@@ -34,7 +34,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from threads.checkpointer import sql, transaction
 from threads.checkpointer.maintenance import Group, Maintenance
-from threads.checkpointer.workers import Workers, release_connections, settle
+from threads.checkpointer.workers import Workers, hand_over, release_connections, settle
 from threads.models import Checkpoint
 
 T = TypeVar("T")
@@ -376,11 +376,18 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
             self._queued.append((prepare, args, loop, future))
             idle, self._flushing = not self._flushing, True
         if idle:
-            self._workers().submit(self._flush)
+            self._start_flush(loop)
         return await future
 
-    def _flush(self) -> None:
-        """In a worker thread: write what is queued, until nothing is."""
+    def _start_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Have the queued writes written: on a worker thread, as the loop may be shared by
+        work that must not wait for the database (a subclass whose loop serves one graph
+        alone may write on it)."""
+        self._workers().submit(self._flush)
+
+    def _flush(self, on_loop: bool = False) -> None:
+        """In a worker thread (or ``on_loop``, in the thread of the writes' callers' loop):
+        write what is queued, until nothing is."""
         while True:
             with self._queue_lock:
                 taken, self._queued = self._queued, []
@@ -400,9 +407,14 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
                     self._write(batch)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
                 error = exc
-                release_connections()  # checked before the next write uses it
+                if not on_loop:
+                    release_connections()  # checked before the next write uses it
             for index, (_, _, loop, future) in enumerate(taken):
-                settle(loop, future, results[index] if error is None else None, error)
+                result = results[index] if error is None else None
+                if on_loop:
+                    hand_over(future, result, error)
+                else:
+                    settle(loop, future, result, error)
 
     @classmethod
     def _workers(cls) -> Workers:

@@ -181,29 +181,36 @@ class ImplicitTransaction:
         del _registry()[self.connection.alias]
         if exc_type is not None:  # nothing was sent
             return
-        if sum(len(statements) for _, statements in self.queued) <= 1:
-            self._send()
-            return
+        count = sum(len(statements) for _, statements in self.queued)
         with self.connection.wrap_database_errors:
-            pipeline = self.connection.connection.pipeline()
-            pipeline.__enter__()
-        try:
-            self._send()
-        except BaseException as error:
-            # The sync would commit what was sent before the error: a ROLLBACK queued ahead
-            # of it ends the implicit transaction (an aborted pipeline skips it).
-            with contextlib.suppress(Exception):
-                self.connection.connection.execute("ROLLBACK")
-            with contextlib.suppress(Exception):  # the error is the one to see
-                pipeline.__exit__(type(error), error, error.__traceback__)
-            raise
-        with self.connection.wrap_database_errors:
-            pipeline.__exit__(None, None, None)  # the sync: commits, or raises
+            send_implicitly(self.connection.connection, self._send, count)
 
     def _send(self) -> None:
         for cursor, statements in self.queued:
             for sql, params in statements:
                 cursor.execute(sql, params)
+
+
+def send_implicitly(raw: Any, send: Callable[[], None], count: int) -> None:
+    """``send()``, which executes ``count`` statements on ``raw`` (a psycopg connection in
+    autocommit mode), as one implicit transaction: a statement by itself, several in one
+    pipeline, whose statements up to its sync are committed together or not at all."""
+    if count <= 1:
+        send()
+        return
+    pipeline = raw.pipeline()
+    pipeline.__enter__()
+    try:
+        send()
+    except BaseException as error:
+        # The sync would commit what was sent before the error: a ROLLBACK queued ahead
+        # of it ends the implicit transaction (an aborted pipeline skips it).
+        with contextlib.suppress(Exception):
+            raw.execute("ROLLBACK")
+        with contextlib.suppress(Exception):  # the error is the one to see
+            pipeline.__exit__(type(error), error, error.__traceback__)
+        raise
+    pipeline.__exit__(None, None, None)  # the sync: commits, or raises
 
 
 def _registry() -> dict[str, PipelinedTransaction | ImplicitTransaction]:

@@ -115,17 +115,18 @@ def release_connections() -> None:
 def settle(
     loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any, exc: BaseException | None
 ) -> None:
-    """Hand ``result`` (or ``exc``) to ``future`` on its loop, unless it was cancelled."""
-
-    def hand_over() -> None:
-        if future.cancelled():
-            return
-        if exc is None:
-            future.set_result(result)
-        else:
-            future.set_exception(exc)
-
+    """Hand ``result`` (or ``exc``) to ``future`` on its loop, from another thread."""
     try:
-        loop.call_soon_threadsafe(hand_over)
+        loop.call_soon_threadsafe(hand_over, future, result, exc)
     except RuntimeError:  # the loop closed meanwhile: nobody waits for the result
         pass
+
+
+def hand_over(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    """Give ``future`` its result (or ``exc``), on its loop's thread, unless it was cancelled."""
+    if future.cancelled():
+        return
+    if exc is None:
+        future.set_result(result)
+    else:
+        future.set_exception(exc)
