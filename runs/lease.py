@@ -40,6 +40,7 @@ from runs.models import Run, RunStatus
 from runs.sql import db_value
 from threads.checkpointer import DjangoCheckpointSaver, sql
 from threads.checkpointer.transaction import pipeline_supported, send_implicitly
+from threads.checkpointer.workers import running_loop
 
 logger = logging.getLogger(__name__)
 DIVISION_BY_ZERO = "22012"  # Postgres's SQLSTATE: how the lease check fails a transaction
@@ -172,8 +173,10 @@ def _read_key(config: RunnableConfig) -> tuple:
     return str(conf["thread_id"]), conf.get("checkpoint_ns", ""), get_checkpoint_id(config)
 
 
-def _is_fence_failure(error: DataError) -> bool:
-    return getattr(error.__cause__, "sqlstate", None) == DIVISION_BY_ZERO
+def _is_fence_failure(error: DataError | psycopg.DataError) -> bool:
+    """Whether the lease check failed the write: psycopg's error, or Django's wrapping it."""
+    cause = error if isinstance(error, psycopg.DataError) else error.__cause__
+    return getattr(cause, "sqlstate", None) == DIVISION_BY_ZERO
 
 
 class FencedCheckpointSaver(DjangoCheckpointSaver):
@@ -214,12 +217,12 @@ class FencedCheckpointSaver(DjangoCheckpointSaver):
         if self.loop_pool is None:
             super()._start_flush(loop)
         else:
-            loop.call_soon(self._flush, True)
+            loop.call_soon(self._flush)
 
     def _write(self, batch: list[sql.Write]) -> None:
         """On an event loop's thread, where the ORM refuses to run: straight on a pooled
         psycopg connection, in one implicit transaction, its fence failure a ``LeaseLost``."""
-        if self.loop_pool is None or not _in_event_loop():
+        if self.loop_pool is None or running_loop() is None:
             super()._write(batch)
             return
         statements = self.statements.transaction(batch, self.write_guard())
@@ -231,8 +234,8 @@ class FencedCheckpointSaver(DjangoCheckpointSaver):
                     send = partial(_execute_all, cursor, statements)
                     send_implicitly(raw, send, len(statements))
         except psycopg.DataError as error:
-            if error.sqlstate == DIVISION_BY_ZERO:
-                raise LeaseLost(f"run {self.run_id}: lease lost, write refused") from error
+            if _is_fence_failure(error):
+                raise self._lease_lost() from error
             raise
 
     def write_guard(self) -> tuple[str, list] | None:
@@ -246,12 +249,15 @@ class FencedCheckpointSaver(DjangoCheckpointSaver):
         try:
             with super().write_transaction():
                 if not self.guard_in_band and not self._holds_lease():
-                    raise LeaseLost(f"run {self.run_id}: lease lost, write refused")
+                    raise self._lease_lost()
                 yield
         except DataError as error:
             if _is_fence_failure(error):
-                raise LeaseLost(f"run {self.run_id}: lease lost, write refused") from error
+                raise self._lease_lost() from error
             raise
+
+    def _lease_lost(self) -> LeaseLost:
+        return LeaseLost(f"run {self.run_id}: lease lost, write refused")
 
     def _holds_lease(self) -> bool:
         with connections[self.using].cursor() as cursor:
@@ -267,14 +273,6 @@ def _loop_pool(using: str) -> Any:
     if pool is not None:
         pool.open()
     return pool
-
-
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _execute_all(cursor: Any, statements: list[sql.Statement]) -> None:

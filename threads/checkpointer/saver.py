@@ -34,7 +34,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from threads.checkpointer import sql, transaction
 from threads.checkpointer.maintenance import Group, Maintenance
-from threads.checkpointer.workers import Workers, hand_over, release_connections, settle
+from threads.checkpointer.workers import Workers, release_connections, running_loop, settle
 from threads.models import Checkpoint
 
 T = TypeVar("T")
@@ -385,9 +385,9 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
         alone may write on it)."""
         self._workers().submit(self._flush)
 
-    def _flush(self, on_loop: bool = False) -> None:
-        """In a worker thread (or ``on_loop``, in the thread of the writes' callers' loop):
-        write what is queued, until nothing is."""
+    def _flush(self) -> None:
+        """In a worker thread (or, see ``_start_flush``, in the thread of the writes'
+        callers' loop): write what is queued, until nothing is."""
         while True:
             with self._queue_lock:
                 taken, self._queued = self._queued, []
@@ -407,14 +407,10 @@ class DjangoCheckpointSaver(Maintenance, BaseCheckpointSaver[str]):
                     self._write(batch)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
                 error = exc
-                if not on_loop:
+                if running_loop() is None:  # a worker thread's connection
                     release_connections()  # checked before the next write uses it
             for index, (_, _, loop, future) in enumerate(taken):
-                result = results[index] if error is None else None
-                if on_loop:
-                    hand_over(future, result, error)
-                else:
-                    settle(loop, future, result, error)
+                settle(loop, future, results[index] if error is None else None, error)
 
     @classmethod
     def _workers(cls) -> Workers:

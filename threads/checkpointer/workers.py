@@ -115,14 +115,26 @@ def release_connections() -> None:
 def settle(
     loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any, exc: BaseException | None
 ) -> None:
-    """Hand ``result`` (or ``exc``) to ``future`` on its loop, from another thread."""
+    """Hand ``result`` (or ``exc``) to ``future`` on its loop: at once from the loop's own
+    thread, else through ``call_soon_threadsafe``."""
+    if running_loop() is loop:
+        _hand_over(future, result, exc)
+        return
     try:
-        loop.call_soon_threadsafe(hand_over, future, result, exc)
+        loop.call_soon_threadsafe(_hand_over, future, result, exc)
     except RuntimeError:  # the loop closed meanwhile: nobody waits for the result
         pass
 
 
-def hand_over(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _hand_over(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
     """Give ``future`` its result (or ``exc``), on its loop's thread, unless it was cancelled."""
     if future.cancelled():
         return
