@@ -36,6 +36,7 @@ from langgraph.checkpoint.base import CheckpointTuple, get_checkpoint_id
 
 from agentserver.conf import server_settings
 from agentserver.rows import fetch_instance, model_columns
+from agentserver.sqlite.base import to_qmark
 from runs.models import Run, RunStatus
 from runs.sql import db_value
 from threads.checkpointer import DjangoCheckpointSaver, sql
@@ -188,8 +189,11 @@ class FencedCheckpointSaver(DjangoCheckpointSaver):
         self.guard_in_band = connections[using].vendor == "postgresql"
         self.fence = _fence(run_id, token, using)  # the same statement for each of the attempt's writes
         self._read_ahead: tuple[tuple, CheckpointTuple | None] | None = None
-        # Where the writes of an attempt's loop go on Postgres (see ``_start_flush``).
+        # Where the writes of an attempt's loop go (see ``_start_flush``): a pooled Postgres
+        # connection, or on SQLite the connection of the thread that runs the loop next.
         self.loop_pool = _loop_pool(using) if self.guard_in_band else None
+        self.loop_connection = None if self.guard_in_band else _thread_connection(using)
+        self.loop_thread = threading.get_ident()
 
     def read_ahead(self, config: RunnableConfig) -> None:
         """Read now, on the calling thread, the checkpoint the graph asks for first: its
@@ -208,23 +212,38 @@ class FencedCheckpointSaver(DjangoCheckpointSaver):
         return await super().aget_tuple(config)
 
     def _start_flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        """On Postgres, the writes are written on the attempt's own loop, which serves this
-        graph alone (see ``runs.executor``) and waits for them anyway: no hop to a worker
-        thread and back, a connection borrowed from the pool instead (worker CPU per run
-        -10 %, ``bench/ab.py``). They bypass Django's cursor wrappers there, so its query
-        log and ``execute_wrapper`` hooks do not see them. On SQLite they queue for its one
-        writer thread (on the loop they cost more: +15 % dev CPU per run, measured)."""
-        if self.loop_pool is None:
+        """The writes are written on the attempt's own loop, which serves this graph alone
+        (see ``runs.executor``) and waits for them anyway: no hop to a worker thread and
+        back. They bypass Django's cursor wrappers there (the ORM refuses to run in a loop's
+        thread), so its query log and ``execute_wrapper`` hooks do not see them. Measured
+        with ``bench/ab.py``: worker CPU per run -10 % on Postgres; on SQLite, where the thread
+        keeps its connection, dev CPU per run -9 % (one connection opened per attempt instead
+        had cost +15 %)."""
+        if self._loop_writer() is None:
             super()._start_flush(loop)
         else:
             loop.call_soon(self._flush)
 
     def _write(self, batch: list[sql.Write]) -> None:
-        """On an event loop's thread, where the ORM refuses to run: straight on a pooled
-        psycopg connection, in one implicit transaction, its fence failure a ``LeaseLost``."""
-        if self.loop_pool is None or running_loop() is None:
+        writer = self._loop_writer() if running_loop() is not None else None
+        if writer is None:
             super()._write(batch)
-            return
+        else:
+            writer(batch)
+
+    def _loop_writer(self) -> Callable[[list[sql.Write]], None] | None:
+        """How this thread's event loop writes by itself, if it can: on a pooled Postgres
+        connection, or on this thread's own SQLite connection (open, as the claim left it)."""
+        if self.loop_pool is not None:
+            return self._write_pooled
+        own = self.loop_connection
+        if own is not None and own.connection is not None and threading.get_ident() == self.loop_thread:
+            return self._write_on_own_connection
+        return None
+
+    def _write_pooled(self, batch: list[sql.Write]) -> None:
+        """Postgres: on a connection borrowed from the pool, in one implicit transaction,
+        its fence failure a ``LeaseLost``."""
         statements = self.statements.transaction(batch, self.write_guard())
         try:
             with self.loop_pool.connection() as raw:
@@ -237,6 +256,15 @@ class FencedCheckpointSaver(DjangoCheckpointSaver):
             if _is_fence_failure(error):
                 raise self._lease_lost() from error
             raise
+
+    def _write_on_own_connection(self, batch: list[sql.Write]) -> None:
+        """SQLite: on the thread's own connection, in a transaction that checks the lease first."""
+        fence, fence_params = self.fence
+        with self.loop_connection.raw_write_transaction() as raw:
+            if raw.execute(to_qmark(fence), fence_params).fetchone() is None:
+                raise self._lease_lost()
+            for statement, params in self.statements.transaction(batch, None):
+                raw.execute(to_qmark(statement), params)
 
     def write_guard(self) -> tuple[str, list] | None:
         return self.fence if self.guard_in_band else None
@@ -273,6 +301,15 @@ def _loop_pool(using: str) -> Any:
     if pool is not None:
         pool.open()
     return pool
+
+
+def _thread_connection(using: str) -> Any:
+    """This thread's connection to ``using``, if it is SQLite through ``agentserver.sqlite``
+    and no event loop runs here yet: the loop this thread runs next may write on it."""
+    connection = connections[using]
+    if running_loop() is None and hasattr(connection, "raw_write_transaction"):
+        return connection
+    return None
 
 
 def _execute_all(cursor: Any, statements: list[sql.Statement]) -> None:

@@ -5,6 +5,7 @@ its thread only then, and the process's lease keeper renews the attempt that own
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -110,15 +111,51 @@ def test_the_lease_holders_async_writes_are_stored(alias: str) -> None:
     assert saver.get_tuple(config).pending_writes == [("task-1", "items", ["b"])]
 
 
-def test_on_a_pooled_postgres_an_attempts_writes_take_no_worker_thread(monkeypatch) -> None:
-    """The executor's loop serves one attempt: its writes go from there on a pooled connection."""
-    run = running_run("pooled")
-    saver = FencedCheckpointSaver(str(run.run_id), run.lease_token, "pooled")
+@pytest.mark.parametrize("alias", ["pooled", "sqlite"])
+def test_an_attempts_writes_take_no_worker_thread(alias: str, monkeypatch) -> None:
+    """The executor's loop serves one attempt: its writes go from there, on a pooled Postgres
+    connection or on the SQLite connection its thread claimed the run with."""
+    run = running_run(alias)
+    saver = FencedCheckpointSaver(str(run.run_id), run.lease_token, alias)
     monkeypatch.setattr(FencedCheckpointSaver, "_workers", lambda *_: pytest.fail("a write went to a worker thread"))
     config = {"configurable": {"thread_id": str(run.thread_id), "checkpoint_ns": ""}}
     checkpoint = generate_checkpoint(channel_values={"items": ["a"]}, channel_versions={"items": "1"})
     asyncio.run(saver.aput(config, checkpoint, generate_metadata(), {"items": "1"}))  # type: ignore[arg-type]
-    assert stored("pooled", str(run.thread_id)) == (1, 1, 0)
+    assert stored(alias, str(run.thread_id)) == (1, 1, 0)
+
+
+def test_on_sqlite_a_loop_of_another_thread_writes_through_the_worker_thread(monkeypatch) -> None:
+    """A thread's SQLite connection is its own (Django lets other threads reach it, without
+    guarding it): a loop elsewhere hands its writes to the checkpointer's thread."""
+    run = running_run("sqlite")
+    saver = FencedCheckpointSaver(str(run.run_id), run.lease_token, "sqlite")
+    monkeypatch.setattr(saver, "_write_on_own_connection", lambda _: pytest.fail("another thread's connection used"))
+    config = {"configurable": {"thread_id": str(run.thread_id), "checkpoint_ns": ""}}
+    checkpoint = generate_checkpoint(channel_values={"items": ["a"]}, channel_versions={"items": "1"})
+    errors: list[BaseException] = []
+
+    def elsewhere() -> None:
+        try:
+            asyncio.run(saver.aput(config, checkpoint, generate_metadata(), {"items": "1"}))  # type: ignore[arg-type]
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    other = threading.Thread(target=elsewhere)
+    other.start()
+    other.join(timeout=30)
+    assert errors == []
+    assert stored("sqlite", str(run.thread_id)) == (1, 1, 0)
+
+
+def test_on_sqlite_a_loop_whose_thread_closed_its_connection_writes_through_the_worker_thread() -> None:
+    """No connection to borrow (the ORM may not open one in a loop's thread): the worker writes."""
+    run = running_run("sqlite")
+    saver = FencedCheckpointSaver(str(run.run_id), run.lease_token, "sqlite")
+    connections["sqlite"].close()
+    config = {"configurable": {"thread_id": str(run.thread_id), "checkpoint_ns": ""}}
+    checkpoint = generate_checkpoint(channel_values={"items": ["a"]}, channel_versions={"items": "1"})
+    asyncio.run(saver.aput(config, checkpoint, generate_metadata(), {"items": "1"}))  # type: ignore[arg-type]
+    assert stored("sqlite", str(run.thread_id)) == (1, 1, 0)
 
 
 @on_both

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from django.db import IntegrityError, OperationalError, connections, transaction
 
-from threads.models import Thread
+from agentserver.sqlite.base import to_qmark
+from threads.models import CheckpointBlob, Thread
 
 ALIAS = "sqlite"
 pytestmark = pytest.mark.django_db(databases=["default", ALIAS], transaction=True)
@@ -96,6 +97,27 @@ def test_a_failed_write_outside_a_transaction_lets_the_next_writer_in() -> None:
         in_thread(lambda: create_thread(taken))
     in_thread(create_thread, lock_timeout=0.5)
     assert Thread.objects.using(ALIAS).count() == 2
+
+
+def test_a_raw_write_transaction_commits_or_rolls_back_and_lets_the_next_writer_in() -> None:
+    """The event loop's write path (runs.lease): its statements land together or not at all,
+    its failures are Django's errors, and it gives the lock back either way."""
+    table = CheckpointBlob._meta.db_table
+    insert = f"INSERT INTO {table} (thread_id, checkpoint_ns, channel, version, type) VALUES (%s, '', 'c', '1', 'empty')"
+    taken = uuid.uuid4().hex
+
+    def writes(*thread_ids: str) -> None:
+        connections[ALIAS].ensure_connection()
+        with connections[ALIAS].raw_write_transaction() as raw:
+            for thread_id in thread_ids:
+                raw.execute(to_qmark(insert), [thread_id])
+
+    in_thread(lambda: writes(taken, uuid.uuid4().hex))
+    with pytest.raises(IntegrityError):
+        in_thread(lambda: writes(uuid.uuid4().hex, taken))  # the second fails: the first is undone
+    assert CheckpointBlob.objects.using(ALIAS).count() == 2
+    in_thread(create_thread, lock_timeout=0.5)
+    assert Thread.objects.using(ALIAS).count() == 1
 
 
 def test_a_connection_closed_inside_a_transaction_lets_the_next_writer_in() -> None:

@@ -14,8 +14,10 @@ Use it as ``ENGINE: "agentserver.sqlite"``, with the options of Django's backend
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -57,6 +59,26 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return call(*args)
         finally:
             self.release_write_lock()
+
+    @contextlib.contextmanager
+    def raw_write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction straight on this thread's open sqlite3 connection, around
+        Django's cursor and ``atomic``: for a thread whose event loop is running, where Django
+        refuses to (see ``runs.lease``). It queues on the same lock and raises Django's
+        errors; its statements take "qmark" placeholders (``to_qmark``)."""
+        raw = self.connection
+        with self.wrap_database_errors:
+            self.acquire_write_lock()
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                yield raw
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+            finally:
+                self.release_write_lock()
 
     def create_cursor(self, name: str | None = None) -> Any:
         cursor = self.connection.cursor(factory=SQLiteCursorWrapper)
@@ -112,12 +134,12 @@ class SQLiteCursorWrapper(base.SQLiteCursorWrapper):
 
     def convert_query(self, query: str, *, param_names: list[str] | None = None) -> str:
         if param_names is None:
-            return _to_qmark(query)
+            return to_qmark(query)
         return super().convert_query(query, param_names=param_names)
 
 
 @lru_cache(maxsize=1024)
-def _to_qmark(query: str) -> str:
+def to_qmark(query: str) -> str:
     """Django's "format" to "qmark" conversion, a regex substitution, once per statement."""
     return base.FORMAT_QMARK_REGEX.sub("?", query).replace("%%", "%")
 
