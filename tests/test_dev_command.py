@@ -1,4 +1,5 @@
-"""``manage.py dev`` keeps its threads on one CPU, unless told ``--all-cpus``."""
+"""``manage.py dev`` keeps its threads on one CPU, where they do not preempt each other on
+wake-up (``SCHED_BATCH``), unless told ``--all-cpus``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_sync_client
 
-from agentserver.management.commands.dev import pin_to_one_cpu
+from agentserver.management.commands.dev import batch_scheduling, pin_to_one_cpu
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.skipif(
@@ -19,6 +20,10 @@ pytestmark = pytest.mark.skipif(
 
 def cpus_of_each_thread(pid: int) -> dict[int, set[int]]:
     return {int(task): os.sched_getaffinity(int(task)) for task in os.listdir(f"/proc/{pid}/task")}
+
+
+def policy_of_each_thread(pid: int) -> dict[int, int]:
+    return {int(task): os.sched_getscheduler(int(task)) for task in os.listdir(f"/proc/{pid}/task")}
 
 
 def serve_one_run(live: LiveServer) -> None:
@@ -39,6 +44,8 @@ def test_dev_runs_every_thread_on_the_one_cpu_it_started_on() -> None:
         assert all(len(mask) == 1 for mask in masks.values()), masks
         assert len(set().union(*masks.values())) == 1, masks
         (cpu,) = set().union(*masks.values())
+        policies = policy_of_each_thread(live.web.pid)
+        assert set(policies.values()) == {os.SCHED_BATCH}, policies
         assert f"on CPU {cpu} (--all-cpus for every CPU)" in Path(live.tmp / "web.log").read_text()
     finally:
         live.stop()
@@ -51,6 +58,7 @@ def test_dev_with_all_cpus_keeps_the_cpus_it_was_given() -> None:
         assert live.web is not None
         given = os.sched_getaffinity(0)  # the test process's, which the server inherits
         assert all(mask == given for mask in cpus_of_each_thread(live.web.pid).values())
+        assert set(policy_of_each_thread(live.web.pid).values()) == {os.sched_getscheduler(0)}
         assert "on every CPU" in Path(live.tmp / "web.log").read_text()
     finally:
         live.stop()
@@ -66,3 +74,14 @@ def test_dev_serves_on_every_cpu_where_pinning_is_forbidden(monkeypatch: pytest.
     monkeypatch.setattr(os, "sched_setaffinity", refuse)
     assert pin_to_one_cpu() is None
     assert os.sched_getaffinity(0) == given
+
+
+
+def test_a_refused_scheduling_policy_leaves_the_thread_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(pid: int, policy: int, param: os.sched_param) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    before = os.sched_getscheduler(0)
+    batch_scheduling(0)
+    assert os.sched_getscheduler(0) == before

@@ -40,6 +40,8 @@ def pin_to_one_cpu() -> int | None:
     (``bench/README.md``, "dev on one CPU"). What one CPU costs: native code that runs
     beside the GIL (numpy, a tokenizer) in two nodes at once no longer runs in parallel,
     and subprocesses a graph starts inherit the one CPU; ``--all-cpus`` keeps them all.
+
+    On that CPU the threads also stop preempting each other on wake-up (``batch_scheduling``).
     """
     if not hasattr(os, "sched_setaffinity"):
         return None
@@ -54,10 +56,26 @@ def pin_to_one_cpu() -> int | None:
         for task in os.listdir("/proc/self/task"):
             with suppress(ProcessLookupError):  # a thread that ended meanwhile
                 os.sched_setaffinity(int(task), {cpu})
+                batch_scheduling(int(task))
     except OSError as exc:  # a sandbox that forbids it: serve anyway, on every CPU
         logger.warning("Could not keep to one CPU (%s); running on every CPU", exc)
         return None
     return cpu
+
+
+def batch_scheduling(task: int) -> None:
+    """Linux's ``SCHED_BATCH`` for ``task`` (threads it starts inherit it): a thread woken on
+    the one CPU waits for the running one to block instead of preempting it.
+
+    Why: a woken thread here mostly needs the GIL, which the running thread holds; preempting
+    that thread only to find the GIL taken costs two context switches for nothing. Batch
+    threads keep their fair share of the CPU; only wake-up preemption goes. Measured with
+    ``bench/ab.py --mode dev``: context switches per run about 26 -> 13, CPU per run -3.0 % (side
+    by side, 5 rounds) and -9.1 % (one at a time, 10 rounds). Where the policy is missing or
+    refused, the threads keep the default one."""
+    if hasattr(os, "SCHED_BATCH"):
+        with suppress(OSError):  # refused (a sandbox), or the thread ended meanwhile
+            os.sched_setscheduler(task, os.SCHED_BATCH, os.sched_param(0))
 
 
 def current_cpu() -> int:
