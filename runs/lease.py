@@ -36,6 +36,7 @@ from langgraph.checkpoint.base import CheckpointTuple, get_checkpoint_id
 
 from agentserver.conf import server_settings
 from agentserver.rows import fetch_instance, model_columns
+from agentserver.sqlite.base import DatabaseWrapper as SQLiteWrapper
 from agentserver.sqlite.base import to_qmark
 from runs.models import Run, RunStatus
 from runs.sql import db_value
@@ -303,13 +304,11 @@ def _loop_pool(using: str) -> Any:
     return pool
 
 
-def _thread_connection(using: str) -> Any:
+def _thread_connection(using: str) -> SQLiteWrapper | None:
     """This thread's connection to ``using``, if it is SQLite through ``agentserver.sqlite``
     and no event loop runs here yet: the loop this thread runs next may write on it."""
     connection = connections[using]
-    if running_loop() is None and hasattr(connection, "raw_write_transaction"):
-        return connection
-    return None
+    return connection if running_loop() is None and isinstance(connection, SQLiteWrapper) else None
 
 
 def _execute_all(cursor: Any, statements: list[sql.Statement]) -> None:
