@@ -134,6 +134,10 @@ class PooledThreadASGIHandler(ASGIHandler):
     def _get_response_and_finish(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
         response._handler_class = self.__class__
+        # As CommonMiddleware would (the API's chain leaves it out): without a length the
+        # server frames the body in chunks, one write more per response.
+        if not response.streaming and not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
         if finish_with_view(response):
             response.close()
         return response

@@ -47,3 +47,17 @@ def test_head_is_served_for_get_routes_and_docs_render(server: LiveServer) -> No
     assert httpx.head(f"{server.url}/assistants/echo").status_code == 200
     docs = httpx.get(f"{server.url}/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_plain_responses_carry_their_length(server: LiveServer) -> None:
+    """A JSON answer is sent with Content-Length, not chunked framing: one write fewer for the
+    server, and a client reads it without parsing chunks."""
+    created = httpx.post(f"{server.url}/threads", json={})
+    fetched = httpx.get(f"{server.url}/threads/{created.json()['thread_id']}")
+    missing = httpx.get(f"{server.url}/no/such/route")
+    head = httpx.head(f"{server.url}/ok")
+    for response in (created, fetched, missing):
+        assert "transfer-encoding" not in response.headers
+        assert int(response.headers["content-length"]) == len(response.content) > 0
+    assert int(head.headers["content-length"]) == len(httpx.get(f"{server.url}/ok").content)
+    assert head.content == b""
