@@ -355,11 +355,12 @@ def cell(med: dict, results: list[dict], fig: str, keys: list[str]) -> str:
     return text
 
 
+def times(x: float) -> str:
+    return f"{x:.1f}×" if x >= 1 else f"{x:.2f}×"
+
+
 def ratio(off: list[float | None], ours: list[float | None]) -> str:
-    parts = []
-    for o, u in zip(off, ours, strict=True):
-        parts.append("–" if o is None or not u else f"{o / u:.1f}×" if o / u >= 1 else f"{o / u:.2f}×")
-    return " / ".join(parts)
+    return " / ".join("–" if o is None or not u else times(o / u) for o, u in zip(off, ours, strict=True))
 
 
 def meets(vals: list[float | None], target, better: str) -> str:
@@ -411,6 +412,39 @@ def build_table(by_server: dict[str, list[dict]]) -> tuple[str, dict]:
         )
         summary[fig] = {"prod": prod, "dev": dev, "official": off_vals, "target": target}
     return "\n".join(lines), summary
+
+
+def round_ratios(by_server: dict[str, list[dict]]) -> str:
+    """Official ÷ ours within each round, then the median (and range) over rounds.
+
+    The servers of a round run within minutes of each other, the rounds up to half an hour
+    apart: this machine's speed drifts by tens of percent in between, which moves a ratio of
+    medians, taken across rounds, more than a ratio taken within each round."""
+    def by_round(name: str) -> dict[str, dict[str, float]]:
+        return {res["label"].rpartition("#")[2]: flat_metrics(res)
+                for res in by_server.get(name, []) if "fatal" not in res}
+
+    officials = [by_round(n) for n in ("official", "official-j10")]
+    ours = {n: by_round(n) for n in ("prod", "dev") if by_server.get(n)}
+    if not any(officials) or not ours:
+        return ""
+    out = ["| figure | " + " | ".join(f"official ÷ ours ({n})" for n in ours) + " |",
+           "| --- |" + " ---: |" * len(ours)]
+    for _fig, title, keys, better, _target in FIGURES:
+        cells = []
+        for rounds in ours.values():
+            parts = []
+            for key in keys:
+                ratios = []
+                for rnd, metrics in rounds.items():
+                    cands = [o[rnd][key] for o in officials if key in o.get(rnd, {})]
+                    if cands and metrics.get(key):
+                        ratios.append((min if better == "low" else max)(cands) / metrics[key])
+                parts.append(f"{times(statistics.median(ratios))} ({times(min(ratios))}–{times(max(ratios))})"
+                             if ratios else "–")
+            cells.append(" / ".join(parts))
+        out.append(f"| {title} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 # The official server's throughput (default setting, 8 clients) in ../shared/bench/baselines.md, the
@@ -580,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     total_errors = sum(res.get("errors", {}).get("total", 0) for rs in by_server.values() for res in rs)
     fatal = sum(1 for rs in by_server.values() for res in rs if "fatal" in res)
     speed = "" if args.quick else baseline_speed(by_server)
+    paired = round_ratios(by_server)
 
     report = [
         "# Benchmark: agentserver against the official `langgraph dev`",
@@ -595,6 +630,10 @@ def main(argv: list[str] | None = None) -> int:
         "throughput row. ⚠ marks figures whose runs had errors (failed runs are excluded from the figure).",
         "",
         *([speed, ""] if speed else []),
+        *(["## Per round", "",
+           "The ratio within each round (official: the better of default and j10 in that round), then "
+           "the median and range over rounds: the servers of a round run minutes apart, the rounds "
+           "further, and the machine's speed drifts in between.", "", paired, ""] if paired else []),
         "## Machine",
         "",
         *[f"- {k}: {v}" for k, v in mach.items()],

@@ -64,3 +64,24 @@ def test_memory_bench_prints_the_rss_series() -> None:
     assert "| runs | web RSS MiB | worker0 RSS MiB |" in stdout
     assert "| 300 |" in stdout
     assert "errors: 0" in stdout
+
+
+def test_report_pairs_each_round_with_the_official_server_of_the_same_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ratios are taken within each round, then their median: a change of machine speed between
+    rounds moves both servers alike and cancels out."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # and run.py's own additions go again after
+    from run import round_ratios
+
+    def result(label: str, cpu: float) -> dict:
+        return {"label": label, "results": {"tp": {"c8": {"cpu_ms_per_run": {"server": cpu}}}}}
+
+    by_server = {
+        "dev": [result("dev#1", 10.0), result("dev#2", 2.0), {"label": "dev#3", "fatal": "did not start"}],
+        "official": [result("official#1", 24.0), result("official#2", 2.2), result("official#3", 1.0)],
+        "official-j10": [result("official-j10#1", 20.0), result("official-j10#2", 2.0)],
+    }
+    row = next(line for line in round_ratios(by_server).splitlines() if "server CPU per run" in line)
+    # 20 / 10 and 2.0 / 2.0 (each round's better official setting); round 3 has no dev run. The
+    # ratio of the medians over rounds would say 0.37× (2.2 against 6).
+    assert "1.5× (1.0×–2.0×)" in row
+    assert round_ratios({"dev": by_server["dev"]}) == ""
