@@ -54,16 +54,23 @@ class LeaseLost(Exception):
 
 @cache
 def _claim_sql(vendor: str) -> str:
+    """The claim, one statement, that reads the claimed run and its thread's in-flight runs
+    only, however many runs wait elsewhere. With statistics taken while few runs were pending,
+    Postgres estimates the in-flight index empty and would scan all of it: for the run itself
+    (so its status test is a CASE, from which the index's predicate cannot be inferred: the
+    primary key finds it), and for the runs ahead of it unless their thread is a value known
+    before the scan (the subselect) rather than a join condition."""
     table = Run._meta.db_table
     return f"""
         UPDATE {table} SET status = 'running', attempt = attempt + 1, lease_token = %(token)s,
                lease_expires_at = %(expires)s, started_at = %(now)s
          WHERE run_id = %(run_id)s AND cancel_action = '' AND attempt < %(max_attempts)s
-           AND ((status = 'pending' AND created_at <= %(now)s)
-                OR (status = 'running' AND lease_expires_at < %(now)s))
+           AND CASE status WHEN 'pending' THEN created_at <= %(now)s
+                           WHEN 'running' THEN lease_expires_at < %(now)s ELSE false END
            AND NOT EXISTS (
                SELECT 1 FROM {table} other
-                WHERE other.thread_id = {table}.thread_id AND other.run_id <> {table}.run_id
+                WHERE other.thread_id = (SELECT thread_id FROM {table} WHERE run_id = %(run_id)s)
+                  AND other.run_id <> {table}.run_id
                   AND (other.status = 'running'
                        OR (other.status = 'pending' AND other.created_at < {table}.created_at)))
         RETURNING {model_columns(Run)}"""
